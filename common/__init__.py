@@ -1,0 +1,1 @@
+"""Shared library of the suite: cameras, rendering, fields, priors, guidance, losses, metrics, export."""

@@ -1,0 +1,1 @@
+"""ddpm (see ddpm/README.md once its issue lands)."""

@@ -1,0 +1,1 @@
+"""dietnerf (see dietnerf/README.md once its issue lands)."""

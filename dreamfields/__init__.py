@@ -1,0 +1,1 @@
+"""dreamfields (see dreamfields/README.md once its issue lands)."""

@@ -1,0 +1,1 @@
+"""iss (see iss/README.md once its issue lands)."""

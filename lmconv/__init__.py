@@ -1,0 +1,1 @@
+"""lmconv (see lmconv/README.md once its issue lands)."""

@@ -1,0 +1,1 @@
+"""pureclipnerf (see pureclipnerf/README.md once its issue lands)."""

@@ -1,0 +1,1 @@
+"""shapeworld (see shapeworld/README.md once its issue lands)."""

@@ -1,0 +1,1 @@
+"""sjc (see sjc/README.md once its issue lands)."""

@@ -1,0 +1,1 @@
+"""vectorfusion (see vectorfusion/README.md once its issue lands)."""

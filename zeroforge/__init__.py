@@ -1,0 +1,1 @@
+"""zeroforge (see zeroforge/README.md once its issue lands)."""
