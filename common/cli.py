@@ -73,6 +73,18 @@ def resolve_run_dir(root: str, name: str, resume_last: bool) -> Path:
     return base / f"version_{next_version}"
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also saves (step and ``last``) when training ends between intervals,
+    so ``--ckpt_path last`` always resumes from where the run stopped."""
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking or self._last_global_step_saved == trainer.global_step:
+            return
+        candidates = self._monitor_candidates(trainer)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+
+
 class SuiteSaveConfig(SaveConfigCallback):
     """Writes ``config.yaml`` into the run directory (not into a logger's folder)."""
 
@@ -142,13 +154,14 @@ class SuiteCLI(LightningCLI):
         callbacks = list(trainer_cfg.get("callbacks") or [])
         wants_checkpoints = trainer_cfg.get("enable_checkpointing", True) is not False
         if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            cb = ModelCheckpoint(
+            cb = RunCheckpoint(
                 dirpath=run_dir / "checkpoints",
                 filename="step{step:07d}",
                 auto_insert_metric_name=False,
                 every_n_train_steps=opts.checkpoint_every_n_steps or None,
                 save_top_k=-1 if opts.checkpoint_every_n_steps else 1,
                 save_last=True,
+                enable_version_counter=False,  # resuming overwrites last.ckpt instead of writing last-v1.ckpt
             )
             trainer_cfg["callbacks"] = callbacks + [cb]
         return super().instantiate_trainer(**kwargs)

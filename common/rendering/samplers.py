@@ -16,10 +16,12 @@ def stratified_segments(
 ) -> tuple[Tensor, Tensor]:
     """Split ``[near, far]`` of each ray into ``n_samples`` contiguous segments.
 
-    ``mode='bins'`` (NeRF, Mildenhall et al. 2020 eq. 2): ``n_samples`` equal bins; with jitter one
-    uniform sample per bin, and segments run between consecutive samples (the last one extends to
-    ``far``). ``mode='endpoints'`` (Dream Fields, specs/dreamfields.md §2.3): the ``N+1`` equally spaced
-    endpoints ``t_k = near + kΔ`` each get independent ``U(−½, ½)·Δ`` noise.
+    ``mode='bins'`` (NeRF-style stratified sampling, Mildenhall et al. 2020 eq. 2): the interior
+    edges of ``n_samples`` equal bins each move by ``U(−½, ½)·Δ`` while the outer edges stay at
+    ``near`` and ``far``, so the segments always tile ``[near, far]`` exactly (the transmittance of
+    a homogeneous medium is exact whatever the jitter). ``mode='endpoints'`` (Dream Fields,
+    specs/dreamfields.md §2.3): all ``N+1`` endpoints ``t_k = near + kΔ`` get independent
+    ``U(−½, ½)·Δ`` noise, the outer ones too.
 
     Args:
         near, far: ``[R]`` interval per ray.
@@ -34,17 +36,13 @@ def stratified_segments(
     steps = torch.linspace(0.0, 1.0, n_samples + 1, device=near.device, dtype=near.dtype)  # [S+1]
     span = (far - near)[:, None]
     edges = near[:, None] + span * steps  # [R, S+1]
-    if mode == "endpoints":
-        if jitter:
-            noise = torch.rand(edges.shape, generator=generator, device="cpu").to(edges) - 0.5
-            edges = edges + noise * span / n_samples
-        return edges[:, :-1], edges[:, 1:]
-    if not jitter:
-        return edges[:, :-1], edges[:, 1:]
-    u = torch.rand(edges[:, :-1].shape, generator=generator, device="cpu").to(edges)
-    samples = edges[:, :-1] + u * span / n_samples  # one sample per bin [R, S]
-    ends = torch.cat([samples[:, 1:], far[:, None].expand(-1, 1)], dim=-1)
-    return samples, torch.maximum(ends, samples)
+    if jitter:
+        noise = (torch.rand(edges.shape, generator=generator, device="cpu").to(edges) - 0.5) * span / n_samples
+        if mode == "bins":
+            noise[:, 0] = 0.0
+            noise[:, -1] = 0.0
+        edges = edges + noise
+    return edges[:, :-1], edges[:, 1:]
 
 
 def conical_frustum_gaussian(
