@@ -46,6 +46,7 @@ class RunOptions:
     checkpoint_every_n_steps: int = 1000
 
 
+_RUN_DIR_ENV = "PRIORLAB_RUN_DIR"
 _VERSION = re.compile(r"^version_(\d+)$")
 
 
@@ -131,7 +132,13 @@ class SuiteCLI(LightningCLI):
         name = opts.name or _default_run_name(cfg)
         ckpt = cfg.get("ckpt_path")
         resume_last = ckpt == "last"
-        run_dir = resolve_run_dir(opts.root, name, resume_last)
+        child_rank = os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+        if child_rank and os.environ.get(_RUN_DIR_ENV):
+            # DDP ranks launched by rank 0 (Lightning's subprocess launcher) share its run folder.
+            run_dir = Path(os.environ[_RUN_DIR_ENV])
+        else:
+            run_dir = resolve_run_dir(opts.root, name, resume_last)
+            os.environ[_RUN_DIR_ENV] = str(run_dir)
         if resume_last:
             cfg.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")
         elif ckpt is not None and not Path(ckpt).is_file() and ckpt not in ("best", "hpc", "registry"):
@@ -165,6 +172,35 @@ class SuiteCLI(LightningCLI):
             )
             trainer_cfg["callbacks"] = callbacks + [cb]
         return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        _print_run_summary(self)
+
+    def after_test(self) -> None:
+        _print_run_summary(self)
+
+    def after_validate(self) -> None:
+        _print_run_summary(self)
+
+
+def _print_run_summary(cli: "SuiteCLI") -> None:
+    trainer = cli.trainer
+    if not trainer.is_global_zero:
+        return
+    root = Path(trainer.default_root_dir)
+    lines = [f"\nRun folder: {root}"]
+    for sub in ("config.yaml", "checkpoints", "media", "test_metrics.json", "metrics.json"):
+        path = root / sub
+        if path.is_dir():
+            names = sorted(p.name for p in path.iterdir())
+            shown = ", ".join(names[-6:]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+            lines.append(f"  {sub}/: {shown}")
+        elif path.is_file():
+            lines.append(f"  {sub}")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if metrics:
+        lines.append("  last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+    print("\n".join(lines))
 
 
 def _has_omegaconf() -> bool:

@@ -68,3 +68,33 @@ def test_print_config(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "class_path: common.nerf.NeRFSystem" in out and "checkpoint_every_n_steps" in out
+
+
+def test_wandb_offline_logs_media_into_the_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cli = SuiteCLI(args=["fit", "--config", EXP, "--config", TINY, "--run.root", str(tmp_path), "--run.logger", "wandb",
+                         "--trainer.max_steps", "2"])
+    run = Path(cli.trainer.default_root_dir)
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert offline, "no offline W&B run in the run folder"
+    media = list(offline[0].rglob("files/media/**/*.*"))
+    assert any(p.suffix in (".png", ".gif") for p in media), media
+    assert f"Run folder: {run}" in capsys.readouterr().out
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """Lightning DDP with 2 CPU processes (gloo) through the CLI: both ranks step, rank 0 saves."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "common.cli", "fit", "--config", EXP, "--config", TINY, "--run.root", str(tmp_path),
+           "--run.logger", "none", "--trainer.max_steps", "2", "--trainer.accelerator", "cpu",
+           "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1],
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = list((tmp_path / "nerf_sphere").iterdir())
+    assert len(runs) == 1, f"ranks wrote {len(runs)} run folders: {runs}"
+    ckpt = torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2

@@ -130,3 +130,28 @@ def test_render_gradient_matches_finite_differences():
         fd = (f(plus.reshape(base.shape)) - f(minus.reshape(base.shape))) / (2 * eps)
     assert grad.flatten()[idx].abs() > 1e-4
     torch.testing.assert_close(grad.flatten()[idx], fd, rtol=1e-4, atol=1e-7)
+
+
+def test_occupancy_grid_renderer_cpu_path_is_the_reference():
+    from common.rendering import OccupancyGridRenderer
+
+    field = ConstantField(0.8)
+    o = torch.tensor([[-3.0, 0.1, 0.0], [0.0, -3.0, 0.2]])
+    d = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    a = OccupancyGridRenderer(grid_resolution=8, n_samples=16).eval()(field, o, d)
+    b = VolumeRenderer(n_samples=16).eval()(field, o, d)
+    torch.testing.assert_close(a.rgb, b.rgb)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="nerfacc occupancy grids need CUDA")
+def test_occupancy_grid_matches_dense_path_on_cuda():
+    from common.fields.voxel import VoxelGridField
+    from common.rendering import OccupancyGridRenderer
+
+    torch.manual_seed(0)
+    field = VoxelGridField(resolution=16, init_density=0.0, init_std=0.5).cuda()
+    o = torch.tensor([[-3.0, 0.1, 0.0]]).repeat(64, 1).cuda()
+    d = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0]]) + 0.05 * torch.randn(64, 3), dim=-1).cuda()
+    occ = OccupancyGridRenderer(grid_resolution=32, n_samples=512, occ_threshold=0.0, early_stop_eps=0.0).cuda().eval()
+    dense = VolumeRenderer(n_samples=512).cuda().eval()
+    torch.testing.assert_close(occ(field, o, d).opacity, dense(field, o, d).opacity, atol=1e-2, rtol=0)
