@@ -87,14 +87,16 @@ class RunCheckpoint(ModelCheckpoint):
 
 
 class SuiteSaveConfig(SaveConfigCallback):
-    """Writes ``config.yaml`` into the run directory (not into a logger's folder)."""
+    """Writes ``config.yaml`` (``config_<stage>.yaml`` for test/validate/predict) into the run directory."""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.already_saved:
             return
         run_dir = Path(trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        config_path = run_dir / self.config_filename
+        # fit writes config.yaml; test/validate/predict on the same run folder keep it and add their own
+        name = self.config_filename if stage == "fit" else f"config_{stage}.yaml"
+        config_path = run_dir / name
         if trainer.is_global_zero:
             self.parser.save(self.config, str(config_path), overwrite=True, multifile=False)
         self.already_saved = True
@@ -119,9 +121,13 @@ class SuiteCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
-        if "weights_only" in parser.get_defaults():
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if "weights_only" in self._subcommand_method_arguments.get(subcommand, ()):
             # Checkpoints hold tensors and plain hyper-parameters only: load them safely.
             parser.set_defaults(weights_only=True)
+        return parser
 
     # -- run directory, logger, checkpoints ------------------------------------------------------
     def before_instantiate_classes(self) -> None:
