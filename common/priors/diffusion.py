@@ -39,7 +39,7 @@ from common.priors.schedule import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DiffusionModel", "TextContext"]
+__all__ = ["DiffusionModel", "TextContext", "TINY_PIPELINES", "tiny_pipeline_dir"]
 
 
 @dataclass
@@ -67,12 +67,50 @@ class TextContext:
         return TextContext(_e(self.cond), _e(self.uncond))
 
 
+TINY_PREFIX = "tiny:"
+TINY_PIPELINES = ("tiny:sd", "tiny:pixel", "tiny:pixel-uncond")
+
+
+def tiny_pipeline_dir(name: str, seed: int = 0) -> Path:
+    """Directory of the tiny random pipeline ``name`` (one of :data:`TINY_PIPELINES`), written on first
+    use under ``$PRIORLAB_CACHE`` (default ``~/.cache/priorlab``) with a write-then-rename."""
+    import shutil
+    import tempfile
+
+    if name not in TINY_PIPELINES:
+        raise ValueError(f"unknown tiny pipeline {name!r}; choose one of {TINY_PIPELINES}")
+    root = Path(os.environ.get("PRIORLAB_CACHE", Path.home() / ".cache" / "priorlab")) / "tiny"
+    target = root / f"{name.split(':', 1)[1]}-seed{seed}"
+    if (target / "model_index.json").is_file():
+        return target
+    from common.testing.tiny_models import save_tiny_pixel_pipeline, save_tiny_sd_pipeline
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        if name == "tiny:sd":
+            save_tiny_sd_pipeline(tmp, seed=seed)
+        else:
+            save_tiny_pixel_pipeline(tmp, seed=seed, conditional=name == "tiny:pixel")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: keep its copy
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
 class DiffusionModel(FrozenPrior):
     """A frozen diffusers noise predictor with a VP and a VE (σ) interface.
 
     Args:
         model: local pipeline directory (with ``model_index.json``) or hub id (e.g.
-            ``"runwayml/stable-diffusion-v1-5"``) that is present in the local hub cache.
+            ``"runwayml/stable-diffusion-v1-5"``) that is present in the local hub cache. For tests and
+            tiny smoke configs, ``"tiny:sd"``, ``"tiny:pixel"`` or ``"tiny:pixel-uncond"`` write a tiny
+            random pipeline of the same classes (``common.testing``) into the suite's cache once and load
+            it through the same ``from_pretrained`` path; their outputs are meaningless.
         revision: hub revision when ``model`` is a hub id.
         variant: weights variant (e.g. ``"fp16"``) passed to ``from_pretrained``.
         precision: UNet/text-encoder precision on CUDA (``"fp16"`` for SD); the VAE encoder always
@@ -105,6 +143,8 @@ class DiffusionModel(FrozenPrior):
 
     # ------------------------------------------------------------------ loading
     def _resolve_dir(self) -> Path:
+        if self.model.startswith(TINY_PREFIX):
+            return tiny_pipeline_dir(self.model)
         if os.path.isdir(self.model):
             return Path(self.model)
         if self.model.startswith((".", "/", "~")) or os.sep in self.model.strip("/").split("/", 1)[-1]:
