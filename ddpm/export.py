@@ -1,0 +1,105 @@
+"""Export a trained :class:`~ddpm.system.DDPMSystem` as a diffusers pipeline folder.
+
+The folder (``model_index.json``, ``unet/``, ``scheduler/`` and, for text-conditional models,
+``text_encoder/`` + ``tokenizer/``) is what :class:`common.priors.diffusion.DiffusionModel` loads, so
+the shapeworld prior goes through the same code path as Stable Diffusion. The open_clip text tower of
+the conditioner is converted into a ``transformers.CLIPTextModel`` (same pre-LN transformer, causal
+mask, exact GELU; the fused ``in_proj`` is split into q, k, v) and open_clip's BPE vocabulary into a
+``CLIPTokenizer`` whose pad token is ``"!"`` (id 0, open_clip's padding), so that both produce the same
+per-token hidden states (checked in tests/ddpm/test_export.py).
+"""
+
+import gzip
+import json
+from pathlib import Path
+from typing import Union
+
+import torch
+from torch import nn
+
+from ddpm.conditioning import CLIPTextConditioner
+
+
+def _bytes_to_unicode() -> dict:
+    from open_clip.tokenizer import bytes_to_unicode
+
+    return bytes_to_unicode()
+
+
+def save_open_clip_tokenizer(path: Union[str, Path], context_length: int):
+    """Write open_clip's BPE vocabulary as a ``transformers.CLIPTokenizer`` (pad ``"!"`` = id 0)."""
+    from open_clip.tokenizer import default_bpe
+    from transformers import CLIPTokenizer
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    merges_text = gzip.open(default_bpe()).read().decode("utf-8")
+    merges = [tuple(m.split()) for m in merges_text.split("\n")[1:49152 - 256 - 2 + 1]]
+    alphabet = list(_bytes_to_unicode().values())
+    vocab = alphabet + [v + "</w>" for v in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    tok = CLIPTokenizer(vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"),
+                        pad_token="!", model_max_length=context_length)
+    tok.save_pretrained(path)
+    return tok
+
+
+def open_clip_text_to_transformers(clip_model: nn.Module):
+    """A ``transformers.CLIPTextModel`` with the weights of an open_clip ``CLIP``'s text tower."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    m = clip_model
+    width = m.token_embedding.weight.shape[1]
+    blocks = m.transformer.resblocks
+    cfg = CLIPTextConfig(vocab_size=m.token_embedding.weight.shape[0], hidden_size=width,
+                         intermediate_size=blocks[0].mlp.c_fc.out_features, num_hidden_layers=len(blocks),
+                         num_attention_heads=blocks[0].attn.num_heads, max_position_embeddings=m.positional_embedding.shape[0],
+                         hidden_act="gelu", layer_norm_eps=m.ln_final.eps, bos_token_id=49406, eos_token_id=49407,
+                         pad_token_id=0)
+    hf = CLIPTextModel(cfg)
+    sd = {"text_model.embeddings.token_embedding.weight": m.token_embedding.weight,
+          "text_model.embeddings.position_embedding.weight": m.positional_embedding,
+          "text_model.final_layer_norm.weight": m.ln_final.weight, "text_model.final_layer_norm.bias": m.ln_final.bias}
+    for i, blk in enumerate(blocks):
+        p = f"text_model.encoder.layers.{i}."
+        q, k, v = blk.attn.in_proj_weight.chunk(3)
+        qb, kb, vb = blk.attn.in_proj_bias.chunk(3)
+        sd.update({p + "self_attn.q_proj.weight": q, p + "self_attn.k_proj.weight": k, p + "self_attn.v_proj.weight": v,
+                   p + "self_attn.q_proj.bias": qb, p + "self_attn.k_proj.bias": kb, p + "self_attn.v_proj.bias": vb,
+                   p + "self_attn.out_proj.weight": blk.attn.out_proj.weight, p + "self_attn.out_proj.bias": blk.attn.out_proj.bias,
+                   p + "layer_norm1.weight": blk.ln_1.weight, p + "layer_norm1.bias": blk.ln_1.bias,
+                   p + "layer_norm2.weight": blk.ln_2.weight, p + "layer_norm2.bias": blk.ln_2.bias,
+                   p + "mlp.fc1.weight": blk.mlp.c_fc.weight, p + "mlp.fc1.bias": blk.mlp.c_fc.bias,
+                   p + "mlp.fc2.weight": blk.mlp.c_proj.weight, p + "mlp.fc2.bias": blk.mlp.c_proj.bias})
+    sd = {k.removeprefix("text_model."): v.detach().float().clone() for k, v in sd.items()}
+    target = getattr(hf, "text_model", hf)  # transformers < 5 nests the tower under .text_model
+    missing, unexpected = target.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if "position_ids" not in k]
+    if missing or unexpected:
+        raise RuntimeError(f"open_clip -> CLIPTextModel conversion: missing {missing}, unexpected {unexpected}")
+    return hf.eval()
+
+
+def export_pipeline(system, path: Union[str, Path], use_ema: bool = True) -> Path:
+    """Write ``system`` (a :class:`~ddpm.system.DDPMSystem`) as a diffusers pipeline folder at ``path``."""
+    import copy
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    net = system.ema if (use_ema and system.ema is not None) else system.unet
+    unet = copy.deepcopy(net).cpu().float()
+    unet.save_pretrained(path / "unet")
+    system.scheduler.save_pretrained(path / "scheduler")
+    index = {"_class_name": "DiffusionPipeline", "_diffusers_version": "0.0",
+             "unet": ["diffusers", type(unet).__name__], "scheduler": ["diffusers", "DDPMScheduler"]}
+    enc = system.text_encoder
+    if enc is not None:
+        if not isinstance(enc, CLIPTextConditioner) or enc.mode != "tokens":
+            raise ValueError("export_pipeline converts a CLIPTextConditioner in 'tokens' mode only")
+        enc.load()
+        open_clip_text_to_transformers(enc.clip.model).save_pretrained(path / "text_encoder")
+        save_open_clip_tokenizer(path / "tokenizer", int(enc.clip.model.positional_embedding.shape[0]))
+        index.update({"text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]})
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path

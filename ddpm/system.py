@@ -1,0 +1,240 @@
+"""DDPM (Ho, Jain & Abbeel 2020; Jain thesis ch. 5): an ε-prediction diffusion model as a LightningModule.
+
+Training (thesis eq. 6.1 with w(t) = 1, i.e. DDPM's L_simple, eq. 14 of the DDPM paper):
+``L = E_{x, t, ε} ‖ε − ε_φ(sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·ε, y, t)‖²``, t uniform over the T steps,
+x in [−1, 1]. With a text encoder the condition y is dropped (replaced by the encoding of ``""``)
+with probability ``p_uncond`` so that one network also learns ``ε_φ(x)`` for classifier-free
+guidance (thesis eq. 6.3). Sampling: ancestral or DDIM through diffusers schedulers
+(:mod:`ddpm.sampling`), from an EMA copy of the weights (DDPM paper §4, decay 0.9999).
+Validation logs the held-out ε-MSE, a grid of samples (PNG in ``<run>/samples/``, W&B image when the
+logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
+"""
+
+import copy
+import logging
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from common.callbacks import log_media, run_dir
+from common.checks import check_finite_loss
+from common.export import image_grid, save_image
+from ddpm.conditioning import CLIPTextConditioner, drop_condition
+from ddpm.fid import make_fid
+from ddpm.sampling import Sampler, make_scheduler, sample
+
+log = logging.getLogger(__name__)
+
+
+class DDPMSystem(LightningModule):
+    """Trains ``ε_φ`` and samples from it.
+
+    Args:
+        unet: the denoiser: diffusers ``UNet2DModel`` (unconditional) or ``UNet2DConditionModel``
+            (with ``text_encoder``; its ``cross_attention_dim`` must equal the encoder width).
+        text_encoder: frozen text conditioner, or None for an unconditional model.
+        num_train_timesteps: T (1000, DDPM paper).
+        beta_start: β_1 (1e-4, DDPM paper).
+        beta_end: β_T (0.02, DDPM paper).
+        beta_schedule: diffusers schedule name (``linear`` for DDPM).
+        variance_type: ancestral sampling variance: ``fixed_small`` = β̃_t (spec default), ``fixed_large`` = β_t.
+        p_uncond: probability of dropping the condition in training (CFG).
+        lr: Adam learning rate (2e-4 for CIFAR-10, DDPM paper App. B).
+        warmup_steps: linear learning-rate warm-up (5000, DDPM paper App. B).
+        ema_decay: decay of the EMA weights used for sampling (0.9999, DDPM paper); None disables EMA.
+        sampler: ``ddpm`` (ancestral) or ``ddim`` for validation samples.
+        sample_steps: denoising steps of validation samples.
+        sample_eta: DDIM η.
+        guidance_scale: CFG scale s of validation samples (conditional models).
+        n_samples: samples in the validation grid.
+        sample_prompts: prompts of the grid (conditional models; default: captions of the first
+            validation batch).
+        fid_samples: generated and real images for FID at each validation (0: no FID).
+        image_key: batch key of the images ``[B, C, H, W]`` in ``[0, 1]``.
+        caption_key: batch key of the captions (conditional models).
+        optimizer: optimiser factory (default Adam(lr)).
+        export_pipeline: at the end of training, write the (EMA) model as a diffusers pipeline folder
+            at ``<run>/pipeline`` (loadable by ``common.priors.diffusion.DiffusionModel``).
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        text_encoder: Optional[CLIPTextConditioner] = None,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        variance_type: str = "fixed_small",
+        p_uncond: float = 0.1,
+        lr: float = 2e-4,
+        warmup_steps: int = 5000,
+        ema_decay: Optional[float] = 0.9999,
+        sampler: Sampler = "ddpm",
+        sample_steps: int = 1000,
+        sample_eta: float = 0.0,
+        guidance_scale: float = 3.0,
+        n_samples: int = 16,
+        sample_prompts: Optional[Sequence[str]] = None,
+        fid_samples: int = 0,
+        image_key: str = "image",
+        caption_key: str = "caption",
+        optimizer: Optional[OptimizerCallable] = None,
+        export_pipeline: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["unet", "text_encoder", "optimizer"])
+        self.unet, self.text_encoder, self.optimizer_factory = unet, text_encoder, optimizer
+        self.ema = copy.deepcopy(unet).requires_grad_(False) if ema_decay is not None else None
+        self.scheduler = make_scheduler("ddpm", num_train_timesteps, beta_start, beta_end, beta_schedule, variance_type)
+        self.strict_loading = False  # frozen text encoder weights are not in checkpoints
+        self._null: Optional[Tensor] = None
+        self._val_prompts: list[str] = []
+        self._fid, self._fid_reason = None, None
+
+    # ------------------------------------------------------------------ parts
+    def setup(self, stage: str) -> None:
+        if self.text_encoder is not None:
+            self.text_encoder.load()
+        if self.hparams.fid_samples > 0:
+            self._fid, self._fid_reason = make_fid()
+            if self._fid is None:
+                log.warning(self._fid_reason)
+            else:
+                self._fid = self._fid.to(self.device)
+
+    @property
+    def conditional(self) -> bool:
+        return self.text_encoder is not None
+
+    def encode(self, prompts: Sequence[str]) -> Tensor:
+        """``[B, L, D]`` condition of ``prompts`` on this module's device."""
+        return self.text_encoder(list(prompts)).to(self.device)
+
+    def null_condition(self, batch: int) -> Tensor:
+        """``[B, L, D]`` unconditional input: the text encoder of ``""`` (sds_ddpm.md §3.5)."""
+        if self._null is None or self._null.device != self.device:
+            self._null = self.encode([""])
+        return self._null.expand(batch, -1, -1)
+
+    # ------------------------------------------------------------------ training
+    def diffusion_loss(self, x0: Tensor, context: Optional[Tensor], generator: Optional[torch.Generator] = None) -> Tensor:
+        """ε-MSE of thesis eq. 6.1 (w = 1) on a batch ``x0`` ``[B, C, H, W]`` in [−1, 1]."""
+        B = x0.shape[0]
+        T = self.scheduler.config.num_train_timesteps
+        # t uniform in {1..T} (diffusers indexes it 0..T−1); ε ~ N(0, I)
+        t = torch.randint(0, T, (B,), generator=generator).to(self.device)
+        eps = torch.randn(x0.shape, generator=generator).to(x0)
+        x_t = self.scheduler.add_noise(x0, eps, t)  # sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε (DDPM eq. 4)
+        eps_hat = self.unet(x_t, t, encoder_hidden_states=context).sample if context is not None else self.unet(x_t, t).sample
+        return F.mse_loss(eps_hat, eps)  # mean over pixels and batch
+
+    def _images(self, batch) -> Tensor:
+        x = batch[self.hparams.image_key] if isinstance(batch, dict) else batch[0]
+        return x * 2.0 - 1.0  # [0, 1] -> [−1, 1]
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        x0 = self._images(batch)
+        context = None
+        if self.conditional:
+            context, dropped = drop_condition(self.encode(batch[self.hparams.caption_key]), self.null_condition(1),
+                                              self.hparams.p_uncond)
+            self.log("train/uncond_fraction", dropped.float().mean(), on_step=True, batch_size=x0.shape[0])
+        loss = self.diffusion_loss(x0, context)
+        check_finite_loss(loss, self.global_step, hint="lower the learning rate or enable gradient clipping")
+        self.log("train/loss_eps", loss, prog_bar=True, on_step=True, batch_size=x0.shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            with torch.no_grad():
+                ema_p, p = list(self.ema.parameters()), list(self.unet.parameters())
+                torch._foreach_lerp_(ema_p, p, 1.0 - self.hparams.ema_decay)
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x0 = self._images(batch)
+        context = self.encode(batch[self.hparams.caption_key]) if self.conditional else None
+        g = torch.Generator().manual_seed(batch_idx)  # same t and ε every validation
+        self.log("val/loss_eps", self.diffusion_loss(x0, context, g), prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
+        if self.conditional and len(self._val_prompts) < self.hparams.n_samples:
+            self._val_prompts += list(batch[self.hparams.caption_key])
+        if self._fid is not None and self._fid_real < self.hparams.fid_samples:
+            self._fid.update(self._to_rgb01(x0), real=True)
+            self._fid_real += x0.shape[0]
+
+    def on_validation_epoch_start(self) -> None:
+        self._fid_real = 0
+        self._val_prompts = []
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        n = self.hparams.n_samples
+        prompts = list(self.hparams.sample_prompts or self._val_prompts)[:n] if self.conditional else None
+        if self.trainer.is_global_zero and n > 0:
+            images = self.generate(len(prompts) if prompts else n, prompts, generator=torch.Generator().manual_seed(0))
+            path = run_dir(self.trainer) / "samples" / f"step_{self.global_step:07d}.png"
+            save_image(image_grid(images.permute(0, 2, 3, 1).cpu(), nrow=int(max(1, len(images) ** 0.5))), path)
+            log_media(self.trainer, "val/samples", path, "image")
+        if self._fid is not None:
+            self._log_fid()
+
+    def _log_fid(self) -> None:
+        made, bs = 0, 64
+        while made < self.hparams.fid_samples:
+            k = min(bs, self.hparams.fid_samples - made)
+            prompts = (self._val_prompts * k)[:k] if self.conditional else None
+            self._fid.update(self.generate(k, prompts), real=False)
+            made += k
+        self.log("val/fid", self._fid.compute(), sync_dist=True)
+        self._fid.reset()
+
+    @staticmethod
+    def _to_rgb01(x: Tensor) -> Tensor:
+        x = (x.clamp(-1, 1) + 1) / 2
+        return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(self, n: int, prompts: Optional[Sequence[str]] = None, sampler: Optional[Sampler] = None,
+                 steps: Optional[int] = None, guidance_scale: Optional[float] = None, eta: Optional[float] = None,
+                 generator: Optional[torch.Generator] = None, use_ema: bool = True) -> Tensor:
+        """``n`` samples ``[n, C, H, W]`` in ``[0, 1]`` (prompts: one per sample, conditional models)."""
+        h = self.hparams
+        net = self.ema if (use_ema and self.ema is not None) else self.unet
+        cfg = net.config
+        size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        context = null = None
+        if self.conditional:
+            if prompts is None or len(prompts) != n:
+                raise ValueError(f"a conditional DDPM needs one prompt per sample ({n}), got {prompts!r}")
+            context, null = self.encode(prompts), self.null_condition(n)
+        scheduler = make_scheduler(sampler or h.sampler, h.num_train_timesteps, h.beta_start, h.beta_end,
+                                   h.beta_schedule, h.variance_type)
+        was_training = net.training
+        net.eval()  # no dropout while sampling
+        x = sample(net, scheduler, (n, cfg.in_channels, size, size), steps or h.sample_steps, context, null,
+                   h.guidance_scale if guidance_scale is None else guidance_scale, h.sample_eta if eta is None else eta,
+                   generator=generator, device=self.device)
+        net.train(was_training)
+        return self._to_rgb01(x)
+
+    def on_train_end(self) -> None:
+        if self.hparams.export_pipeline and self.trainer.is_global_zero:
+            from ddpm.export import export_pipeline
+
+            export_pipeline(self, run_dir(self.trainer) / "pipeline")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        params = [p for p in self.unet.parameters() if p.requires_grad]
+        opt = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=self.hparams.lr)
+        if self.hparams.warmup_steps <= 0:
+            return opt
+        warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / self.hparams.warmup_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": warm, "interval": "step"}}

@@ -1,0 +1,1 @@
+"""open_clip architecture configs of the shapeworld CLIPs (package data)."""

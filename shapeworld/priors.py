@@ -1,0 +1,62 @@
+"""The priors shipped with shapeworld, loaded through the same classes as real weights (``common.priors``).
+
+* ``guidance`` CLIP: ``configs/shapeworld_clip_guidance.json`` + ``weights/shapeworld_clip_guidance.safetensors``;
+* ``heldout`` CLIP (R-precision only, never for guidance): ``configs/shapeworld_clip_heldout.json`` +
+  ``weights/shapeworld_clip_heldout.safetensors``;
+* the text-conditional 32² pixel diffusion prior: a diffusers pipeline folder
+  ``weights/shapeworld_diffusion/`` (written by ``ddpm.export.export_pipeline``), loaded by
+  :class:`common.priors.diffusion.DiffusionModel`.
+
+Weights are produced by ``lightning fit --config experiments/shapeworld/train_clip.yaml`` (resp.
+``train_clip_heldout.yaml``), see ``shapeworld/README.md``; until they are shipped,
+:func:`shapeworld_clip` raises :class:`~common.priors.base.PriorWeightsNotFoundError` naming that command.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from common.priors.base import PriorWeightsNotFoundError
+from common.priors.clip import CLIPModel
+from common.priors.diffusion import DiffusionModel
+
+PACKAGE = Path(__file__).parent
+WEIGHTS_DIR = PACKAGE / "weights"
+CONFIG_DIR = PACKAGE / "configs"
+CLIP_NAMES = {"guidance": "shapeworld_clip_guidance", "heldout": "shapeworld_clip_heldout"}
+TRAIN_CONFIGS = {"guidance": "experiments/shapeworld/train_clip.yaml", "heldout": "experiments/shapeworld/train_clip_heldout.yaml"}
+
+
+def clip_paths(role: Literal["guidance", "heldout"] = "guidance") -> tuple[Path, Path]:
+    """``(architecture JSON, weights file)`` of a shipped shapeworld CLIP."""
+    if role not in CLIP_NAMES:
+        raise ValueError(f"unknown shapeworld CLIP {role!r}; choose 'guidance' or 'heldout'")
+    name = CLIP_NAMES[role]
+    return CONFIG_DIR / f"{name}.json", WEIGHTS_DIR / f"{name}.safetensors"
+
+
+def shapeworld_clip(role: Literal["guidance", "heldout"] = "guidance", load: bool = True) -> CLIPModel:
+    """The shipped shapeworld CLIP ``role`` as a :class:`CLIPModel` (the real-weights code path)."""
+    config, weights = clip_paths(role)
+    if not weights.is_file():
+        raise PriorWeightsNotFoundError(
+            f"shapeworld CLIP '{role}' weights not found at {weights}. Train them with "
+            f"`lightning fit --config {TRAIN_CONFIGS[role]}` and copy the exported "
+            f"{weights.name} there (see shapeworld/README.md)."
+        )
+    clip = CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=str(weights), model_config=str(config))
+    return clip.load() if load else clip
+
+
+DIFFUSION_DIR = WEIGHTS_DIR / "shapeworld_diffusion"
+
+
+def shapeworld_diffusion(load: bool = True) -> DiffusionModel:
+    """The shipped shapeworld pixel diffusion prior as a :class:`DiffusionModel` (the real-weights code path)."""
+    if not (DIFFUSION_DIR / "model_index.json").is_file():
+        raise PriorWeightsNotFoundError(
+            f"shapeworld diffusion prior not found at {DIFFUSION_DIR}. Train it with "
+            "`lightning fit --config experiments/shapeworld/train_diffusion.yaml` and copy the run's pipeline/ "
+            "folder there (see shapeworld/README.md)."
+        )
+    prior = DiffusionModel(model=str(DIFFUSION_DIR))
+    return prior.load() if load else prior

@@ -1,0 +1,1 @@
+"""Shipped shapeworld prior weights (package data; see shapeworld/README.md)."""

@@ -1,0 +1,146 @@
+"""DDPM: schedule values, loss falls, samplers, CFG dropout, data modules, FID skip, Lightning smoke."""
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel, UNet2DModel
+
+from common.testing import tiny_models
+from ddpm.conditioning import CLIPTextConditioner, drop_condition
+from ddpm.data import CIFAR10DataModule, ImageFolderDataModule
+from ddpm.fid import fid_unavailable_reason, make_fid
+from ddpm.sampling import make_scheduler, sample
+from ddpm.system import DDPMSystem
+
+
+def tiny_unet(size: int = 8) -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4)
+
+
+def tiny_cond_unet(size: int = 8, dim: int = 32) -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    return UNet2DConditionModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=dim,
+                                norm_num_groups=4, attention_head_dim=4)
+
+
+def test_schedule_reference_values():
+    """sds_ddpm.md §3.2: ᾱ_1 = 0.9999, ᾱ_500 = 0.0785872, ᾱ_1000 = 4.0358e-5 (diffusers index t−1)."""
+    ab = make_scheduler().alphas_cumprod.double()
+    assert ab[0].item() == pytest.approx(0.9999, rel=1e-6)
+    assert ab[499].item() == pytest.approx(0.0785872, rel=1e-4)
+    assert ab[999].item() == pytest.approx(4.0358e-5, rel=1e-3)
+    assert ab[49].sqrt().item() == pytest.approx(0.98540, abs=1e-4)
+
+
+def test_loss_falls():
+    system = DDPMSystem(tiny_unet(), ema_decay=None, warmup_steps=0)
+    data = torch.rand(4, 3, 1, 1).expand(4, 3, 8, 8) * 2 - 1  # four flat colours in [-1, 1]
+    opt = torch.optim.Adam(system.unet.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(60):
+        loss = system.diffusion_loss(data, None, g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.7 * first, (first, last)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_sampling_shape_range(sampler):
+    system = DDPMSystem(tiny_unet(), ema_decay=0.99, sampler=sampler, sample_steps=3)
+    x = system.generate(2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 3, 8, 8) and x.min() >= 0 and x.max() <= 1 and torch.isfinite(x).all()
+
+
+def test_ddim_eta0_deterministic_and_ancestral_stochastic():
+    unet = tiny_unet().eval()
+    x_T = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    run = lambda sched, seed, eta=0.0: sample(unet, make_scheduler(sched), (2, 3, 8, 8), 4, eta=eta, x_T=x_T.clone(),
+                                               generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(run("ddim", 0), run("ddim", 1))
+    assert not torch.allclose(run("ddim", 0, eta=1.0), run("ddim", 1, eta=1.0))
+    assert not torch.allclose(run("ddpm", 0), run("ddpm", 1))
+
+
+def test_ddim_step_matches_eq_6_2():
+    """x_{t−1} = α_{t−1}·x̂ + σ_{t−1}·ε with x̂ = (x_t − σ_t ε)/α_t (thesis eq. 6.2), one strided step."""
+    sched = make_scheduler("ddim", clip_sample=False)
+    sched.set_timesteps(10)
+    t, t_prev = int(sched.timesteps[0]), int(sched.timesteps[1])
+    x_t, eps = torch.randn(1, 3, 4, 4, dtype=torch.float64), torch.randn(1, 3, 4, 4, dtype=torch.float64)
+    ab = sched.alphas_cumprod.double()
+    x_hat = (x_t - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()
+    expected = ab[t_prev].sqrt() * x_hat + (1 - ab[t_prev]).sqrt() * eps
+    out = sched.step(eps, sched.timesteps[0], x_t, eta=0.0).prev_sample
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_cfg_dropout_rate():
+    ctx, null = torch.ones(20000, 2, 3), torch.zeros(1, 2, 3)
+    out, dropped = drop_condition(ctx, null, 0.3, torch.Generator().manual_seed(0))
+    assert abs(dropped.float().mean().item() - 0.3) < 0.015
+    assert torch.equal(out[dropped], torch.zeros_like(out[dropped])) and (out[~dropped] == 1).all()
+    assert not drop_condition(ctx, null, 0.0)[1].any() and drop_condition(ctx, null, 1.0)[1].all()
+    with pytest.raises(ValueError):
+        drop_condition(ctx, null, 1.5)
+
+
+def test_conditional_system_fit_and_sample_grid(tmp_path):
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader
+
+    clip = tiny_models.tiny_clip()
+    enc = CLIPTextConditioner(clip)
+    assert enc(["a red cube", ""]).shape == (2, 16, enc.dim)
+    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, sample_steps=2, n_samples=2, warmup_steps=2,
+                        ema_decay=0.9, p_uncond=0.5)
+    items = [{"image": torch.rand(3, 8, 8), "caption": c} for c in ["a red cube", "a blue mug"] * 2]
+    loader = DataLoader(items, batch_size=2)
+    trainer = Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      num_sanity_val_steps=0, limit_val_batches=1, default_root_dir=str(tmp_path), enable_model_summary=False)
+    trainer.fit(system, loader, loader)
+    assert list((tmp_path / "samples").glob("step_*.png"))
+    assert not any(k.startswith("text_encoder") for k in system.state_dict())
+    x = system.generate(2, ["a red cube", "a red cube"], guidance_scale=2.0)
+    assert x.shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="one prompt per sample"):
+        system.generate(2)
+
+
+def test_image_folder_and_cifar_errors(tmp_path):
+    from PIL import Image
+
+    for i in range(5):
+        Image.new("RGB", (12, 10), (i * 40, 0, 0)).save(tmp_path / f"im{i}.png")
+    (tmp_path / "im0.txt").write_text("a red square")
+    dm = ImageFolderDataModule(str(tmp_path), image_size=8, val_fraction=0.2, batch_size=2, num_workers=0)
+    dm.setup()
+    assert len(dm.train_set) == 4 and len(dm.val_set) == 1
+    assert next(iter(dm.train_dataloader()))["image"].shape == (2, 3, 8, 8)
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found in .*cifar-10-python.tar.gz"):
+        CIFAR10DataModule(root=str(tmp_path / "nope")).prepare_data()
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        ImageFolderDataModule(str(tmp_path / "missing")).setup()
+
+
+def test_fid_skips_with_reason(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_fidelity(name, *a, **k):
+        if name == "torch_fidelity":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_fidelity)
+    reason = fid_unavailable_reason()
+    assert reason and "FID skipped" in reason
+    assert make_fid() == (None, reason)
