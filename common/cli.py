@@ -131,9 +131,7 @@ class SuiteCLI(LightningCLI):
 
     # -- run directory, logger, checkpoints ------------------------------------------------------
     def before_instantiate_classes(self) -> None:
-        if self.subcommand is None:
-            return
-        cfg = self.config[self.subcommand]
+        cfg = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
         opts = RunOptions(**{k: v for k, v in vars(cfg.run).items() if not k.startswith("__")})
         name = opts.name or _default_run_name(cfg)
         ckpt = cfg.get("ckpt_path")
@@ -158,7 +156,7 @@ class SuiteCLI(LightningCLI):
         self._run_dir = Path(cfg.trainer.default_root_dir)
 
     def instantiate_trainer(self, **kwargs: Any):
-        cfg = self.config_init[self.subcommand]
+        cfg = self.config_init[self.subcommand] if self.subcommand else self.config_init
         opts: RunOptions = getattr(self, "_run_options", RunOptions())
         run_dir: Path = getattr(self, "_run_dir", Path(opts.root) / "unnamed")
         trainer_cfg = cfg.get("trainer", {})

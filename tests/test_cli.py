@@ -98,3 +98,11 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert len(runs) == 1, f"ranks wrote {len(runs)} run folders: {runs}"
     ckpt = torch.load(runs[0] / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
+
+
+def test_build_without_running(tmp_path):
+    """`SuiteCLI(run=False)` builds model, datamodule and trainer from the config without fitting."""
+    cli = SuiteCLI(args=["--config", EXP, "--config", TINY, "--run.root", str(tmp_path), "--run.logger", "none"],
+                   run=False)
+    assert type(cli.model).__name__ == "NeRFSystem" and cli.trainer.global_step == 0
+    assert Path(cli.trainer.default_root_dir) == tmp_path / "nerf_sphere" / "version_0"
