@@ -1,1 +1,1 @@
-"""vectorfusion (see vectorfusion/README.md once its issue lands)."""
+"""VectorFusion (thesis ch. 6): text -> SVG with latent SDS through a differentiable rasterizer; see README.md."""
