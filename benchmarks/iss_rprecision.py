@@ -1,0 +1,102 @@
+"""ISS on shapeworld: R-precision of stage 2 against stage 1 only, scored by the held-out CLIP.
+
+For each shapeworld evaluation prompt (``iss.prompts.shapeworld_eval_prompts``: the 10 held-out (kind, colour) pairs in the
+held-out phrasing "an image of a red cube", or all 66 with ``--prompts all``):
+
+* stage 1 only — the text feature fed to the stage-1 mapper without optimisation, ``D(·, M(f_T))`` (the paper's
+  "w/o stage 2" row);
+* stage 2 — after the test-time optimisation of the mapper with the *guidance* CLIP.
+
+Both shapes are rendered from ``--views`` ring views (64², white background) and every view retrieves among the 66
+"a {colour} {shape}" captions with the *held-out* shapeworld CLIP (never used for guidance); R-precision@1 is the
+fraction of views whose top caption is the prompt's pair. The bar (iss/README.md): stage 2 ≥ stage 1 only.
+
+Needs the trained chain and both shipped shapeworld CLIPs::
+
+    lightning fit --config experiments/shapeworld/iss_svr.yaml
+    lightning fit --config experiments/shapeworld/iss_stage1.yaml --model.init_args.svr_ckpt runs/shapeworld-iss_svr/version_0/checkpoints/last.ckpt
+    python benchmarks/iss_rprecision.py --stage1-ckpt runs/shapeworld-iss_stage1/version_0/checkpoints/last.ckpt
+
+(the same numbers come out of ``lightning fit --config experiments/shapeworld/iss.yaml`` in ``stage2_metrics.json``).
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage1-ckpt", required=True)
+    ap.add_argument("--config", default=str(ROOT / "experiments/shapeworld/iss.yaml"), help="stage-2 config for the sizes")
+    ap.add_argument("--prompts", choices=["heldout", "all"], default="heldout")
+    ap.add_argument("--iters", type=int, default=None, help="override n_iters (default: the config's 20)")
+    ap.add_argument("--views", type=int, default=8, help="evaluation views per shape")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="also write per-prompt rows here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from common.metrics import r_precision_sem
+    from common.priors.base import PriorWeightsNotFoundError
+    from iss.prompts import shapeworld_eval_prompts
+    from shapeworld.priors import clip_paths
+
+    for role in ("guidance", "heldout"):
+        if not clip_paths(role)[1].is_file():
+            raise PriorWeightsNotFoundError(f"the shapeworld {role} CLIP is not shipped yet ({clip_paths(role)[1]}); "
+                                            "train it (shapeworld/README.md) before measuring R-precision")
+    system = build_system(args)
+    ps = shapeworld_eval_prompts(args.prompts)
+    rows = []
+    for i, (prompt, true) in enumerate(zip(ps.prompts, ps.true_index)):
+        x, _ = system.text_features(prompt)
+        s1 = system.evaluate_code(system.stage1_code(x), prompt, ps.pool, true)
+        start = time.perf_counter()
+        res = system.optimise(prompt, seed=i)
+        s2 = system.evaluate_code(res["code"], prompt, ps.pool, true)
+        rows.append({"prompt": prompt, "stage1": s1, "stage2": s2, "seconds": time.perf_counter() - start})
+        print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
+              f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
+    n = len(rows) * args.views
+    print(f"\n| | R-precision@1 (held-out CLIP, {len(rows)} prompts × {args.views} views) | CLIP similarity |\n|---|---|---|")
+    for stage in ("stage1", "stage2"):
+        p = sum(r[stage]["r_precision"] for r in rows) / len(rows)
+        sim = sum(r[stage]["clip_similarity"] for r in rows) / len(rows)
+        label = "stage 1 only (M(f_T), no optimisation)" if stage == "stage1" else "stage 2 (20 iterations)"
+        print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {sim:.3f} |")
+    print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def build_system(args):
+    """The Stage2System of the config with its stage-1 checkpoint (the CLI's own parser builds the classes)."""
+    from jsonargparse import ArgumentParser
+
+    from iss.stage2 import Stage2System
+
+    parser = ArgumentParser()
+    parser.add_argument("--model", type=Stage2System)
+    parser.add_argument("--data", type=dict)
+    parser.add_argument("--trainer", type=dict)
+    parser.add_argument("--run", type=dict)
+    parser.add_argument("--seed_everything", type=int)
+    cfg = parser.parse_path(args.config)
+    cfg.model.init_args.stage1_ckpt = args.stage1_ckpt
+    cfg.model.init_args.n_eval_views = args.views
+    if args.iters is not None:
+        cfg.model.init_args.n_iters = args.iters
+    system = parser.instantiate_classes(cfg).model
+    system.load_pretrained()
+    return system.eval()
+
+
+if __name__ == "__main__":
+    main()
