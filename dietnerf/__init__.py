@@ -1,1 +1,1 @@
-"""dietnerf (see dietnerf/README.md once its issue lands)."""
+"""DietNeRF (Jain thesis ch. 3): few-shot NeRF with CLIP's semantic consistency loss; see dietnerf/README.md."""
