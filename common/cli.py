@@ -12,6 +12,7 @@ same run name. Checkpoints are loaded with ``weights_only=True`` by default.
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -98,7 +99,9 @@ class SuiteSaveConfig(SaveConfigCallback):
         name = self.config_filename if stage == "fit" else f"config_{stage}.yaml"
         config_path = run_dir / name
         if trainer.is_global_zero:
-            self.parser.save(self.config, str(config_path), overwrite=True, multifile=False)
+            with warnings.catch_warnings():  # skip_none=False keeps explicit nulls (e.g. pretrained: null); as Lightning's own callback
+                warnings.simplefilter("ignore")
+                self.parser.save(self.config, str(config_path), skip_none=False, overwrite=True, multifile=False)
         self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 

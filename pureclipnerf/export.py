@@ -16,7 +16,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from common.callbacks import _has_wandb_logger, log_media, run_dir
 from common.export import save_mesh, to_uint8
 from common.io import atomic_path
-from pureclipnerf.grids import VoxelGridField, trilerp
+from pureclipnerf.gridmath import trilerp
+from pureclipnerf.grids import VoxelGridField
 
 __all__ = ["grid_arrays", "grid_mesh", "GridExport"]
 

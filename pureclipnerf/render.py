@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from common.rendering.aabb import ray_aabb
 from common.rendering.volume import RenderOutput
-from pureclipnerf.grids import VoxelGridField, nearest_mask, trilerp
+from pureclipnerf.gridmath import nearest_mask, trilerp
+from pureclipnerf.grids import VoxelGridField
 
 __all__ = ["GridRenderOutput", "VoxelGridRenderer"]
 

@@ -71,6 +71,9 @@ def test_print_config(capsys):
 
 
 def test_wandb_offline_logs_media_into_the_run_folder(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    wandb.finish()  # a run left open by an earlier test in this process would be reused by the logger
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     cli = SuiteCLI(args=["fit", "--config", EXP, "--config", TINY, "--run.root", str(tmp_path), "--run.logger", "wandb",
@@ -81,6 +84,7 @@ def test_wandb_offline_logs_media_into_the_run_folder(tmp_path, monkeypatch, cap
     media = list(offline[0].rglob("files/media/**/*.*"))
     assert any(p.suffix in (".png", ".gif") for p in media), media
     assert f"Run folder: {run}" in capsys.readouterr().out
+    wandb.finish()
 
 
 def test_ddp_two_cpu_processes(tmp_path):

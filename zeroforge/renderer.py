@@ -50,6 +50,8 @@ class VoxelEARenderer(nn.Module):
         background: grey level of the background (1.0, white).
         albedo: RGB multiplier of the shading ((1, 1, 1): grey; a tint for CLIPs trained on coloured shapes).
         up_axis: the world's up axis (``y``: ShapeNet; ``z``: shapeworld); sets the view parametrisation.
+        extent: half-width of the orthographic image in world units (default ``√3/2``: the unit cube is never
+            cropped; smaller values zoom in on objects that do not fill the cube).
 
     Shape:
         ``V [B, N, N, N]`` in [0, 1] indexed ``[b, x, y, z]``, ``θ [B]``, ``φ [B]`` -> :class:`VoxelRender`
@@ -59,26 +61,27 @@ class VoxelEARenderer(nn.Module):
     def __init__(self, render_size: int = 128, depth_samples: Optional[int] = None, kappa: float = 3.0,
                  light: Sequence[float] = (-0.3, 0.5, 1.0), ambient: float = 0.25, diffuse: float = 0.75,
                  normal_eps: float = 1e-2, background: float = 1.0, albedo: Sequence[float] = (1.0, 1.0, 1.0),
-                 up_axis: UpAxis = "y") -> None:
+                 up_axis: UpAxis = "y", extent: Optional[float] = None) -> None:
         super().__init__()
         if up_axis not in ("y", "z"):
             raise ValueError(f"up_axis must be 'y' or 'z', got {up_axis!r}")
         self.render_size, self.depth_samples, self.kappa = render_size, depth_samples, kappa
         self.ambient, self.diffuse, self.normal_eps, self.background = ambient, diffuse, normal_eps, background
         self.up_axis = up_axis
+        self.extent = extent if extent is not None else math.sqrt(3.0) / 2.0
         self.register_buffer("light", F.normalize(torch.tensor(light, dtype=torch.float32), dim=0), persistent=False)
         self.register_buffer("albedo", torch.tensor(albedo, dtype=torch.float32), persistent=False)
 
     def sampling_grid(self, theta: Tensor, phi: Tensor, n_depth: int) -> Tensor:
         """``[B, K, R, R, 3]`` ``grid_sample`` coordinates of the camera-aligned volume (order z, y, x).
 
-        Camera point ``(a, b, c)`` (pixel column, pixel row upwards, depth towards the viewer, each in
-        ``[−√3/2, √3/2]``) maps to world ``a·r + b·u + c·e``; world ``[−0.5, 0.5]`` maps to ``[−1, 1]``.
+        Camera point ``(a, b, c)`` (pixel column and row upwards in ``[−extent, extent]``, depth towards the
+        viewer in ``[−√3/2, √3/2]``) maps to world ``a·r + b·u + c·e``; world ``[−0.5, 0.5]`` maps to ``[−1, 1]``.
         """
         half = math.sqrt(3.0) / 2.0
         basis = camera_basis(eye_directions(theta, phi, self.up_axis), self.up_axis)  # [B, 3, 3] rows r, u, e
         # affine_grid's output coords (xo, yo, zo) ∈ [−1, 1] run over (W = a, H = −b, D = −c): front to back
-        cols = torch.stack([basis[:, 0], -basis[:, 1], -basis[:, 2]], dim=-1) * (2.0 * half)  # [B, 3(world), 3]
+        cols = torch.stack([basis[:, 0] * self.extent, -basis[:, 1] * self.extent, -basis[:, 2] * half], dim=-1) * 2.0
         affine = torch.cat([cols, cols.new_zeros(cols.shape[0], 3, 1)], dim=-1).flip(1)  # rows (z, y, x), [B, 3, 4]
         R = self.render_size
         return F.affine_grid(affine, [theta.shape[0], 1, n_depth, R, R], align_corners=False)
@@ -121,8 +124,9 @@ class VoxelEARenderer(nn.Module):
         half = math.sqrt(3.0) / 2.0
         voxel = 1.0 / (N - 1)
         pad = F.pad(v[:, None], (1, 1, 1, 1, 1, 1), mode="replicate")[:, 0]  # [B, K+2, R+2, R+2]
-        d_w = (pad[:, 1:-1, 1:-1, 2:] - pad[:, 1:-1, 1:-1, :-2]) / (2 * 2 * half / self.render_size)
-        d_h = (pad[:, 1:-1, 2:, 1:-1] - pad[:, 1:-1, :-2, 1:-1]) / (2 * 2 * half / self.render_size)
+        pixel = 2 * self.extent / self.render_size
+        d_w = (pad[:, 1:-1, 1:-1, 2:] - pad[:, 1:-1, 1:-1, :-2]) / (2 * pixel)
+        d_h = (pad[:, 1:-1, 2:, 1:-1] - pad[:, 1:-1, :-2, 1:-1]) / (2 * pixel)
         d_k = (pad[:, 2:, 1:-1, 1:-1] - pad[:, :-2, 1:-1, 1:-1]) / (2 * 2 * half / K)
         # rows run towards −b and depth samples towards −c
         return torch.stack([d_w, -d_h, -d_k], dim=1) * voxel

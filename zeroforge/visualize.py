@@ -11,7 +11,7 @@ from common.export import image_grid, marching_cubes_mesh, save_image, save_mesh
 from zeroforge.geometry import eval_views
 from zeroforge.renderer import VoxelEARenderer
 
-__all__ = ["render_eval_views", "shape_grid", "log_shape_grid", "logits_to_mesh"]
+__all__ = ["render_eval_views", "shape_grid", "log_shape_grid", "logits_to_mesh", "save_images_and_meshes"]
 
 
 @torch.no_grad()
