@@ -9,13 +9,13 @@ entry at import time with ``q.lower().strip(' .,') + '.'``; :func:`load_captions
 File rules (checked, with errors naming the line): UTF-8, one caption per line, a single final newline
 allowed; blank or whitespace-only lines are **errors** (a silently skipped line would shift every
 caption index of a sweep); duplicate captions after normalisation are errors (R-precision needs a
-pool of distinct captions).
+pool of distinct captions). The checks live in :mod:`common.captions` (shared with PureCLIPNeRF).
 """
 
 from pathlib import Path
 from typing import List, Optional, Union
 
-from common.metrics import normalize_caption
+from common.captions import CaptionFileError, check_captions, pool_with_prompt, read_caption_lines
 
 __all__ = ["CaptionFileError", "OC_COCO_FILE", "SHAPEWORLD_FILE", "load_captions", "shapeworld_captions"]
 
@@ -24,10 +24,6 @@ DATA_DIR = Path(__file__).parent / "data"
 OC_COCO_FILE = DATA_DIR / "oc_coco_val_153.txt"
 #: the shapeworld evaluation captions (``shapeworld.captions.all_captions()``, one per kind × colour)
 SHAPEWORLD_FILE = DATA_DIR / "shapeworld_eval_66.txt"
-
-
-class CaptionFileError(ValueError):
-    """A caption file that cannot be used; the message names the file, the line and the fix."""
 
 
 def load_captions(path: Union[str, Path, None] = None, normalize: bool = True) -> List[str]:
@@ -42,28 +38,9 @@ def load_captions(path: Union[str, Path, None] = None, normalize: bool = True) -
         CaptionFileError: missing or empty file, blank lines, or duplicate captions.
     """
     path = Path(path) if path is not None else OC_COCO_FILE
-    if not path.is_file():
-        raise CaptionFileError(f"caption file {path} does not exist; pass caption_file=<a text file with one caption "
-                               f"per line> (default: the shipped {OC_COCO_FILE.name}).")
-    text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines = lines[:-1]  # the final newline
-    if not lines:
-        raise CaptionFileError(f"caption file {path} is empty: write one caption per line.")
-    blank = [i + 1 for i, line in enumerate(lines) if not line.strip()]
-    if blank:
-        raise CaptionFileError(f"caption file {path} has blank line(s) at line {', '.join(map(str, blank[:10]))}"
-                               f"{' ...' if len(blank) > 10 else ''}: write one caption per line with no blank lines "
-                               "(only a single final newline is allowed), so that caption indices stay stable.")
-    captions = [normalize_caption(line) if normalize else line.strip() for line in lines]
-    seen: dict = {}
-    for i, c in enumerate(captions):
-        if c in seen:
-            raise CaptionFileError(f"caption file {path}: line {i + 1} repeats line {seen[c] + 1} ({c!r}"
-                                   f"{' after normalisation' if normalize else ''}); R-precision needs distinct captions.")
-        seen[c] = i
-    return captions
+    lines = read_caption_lines(path, f"pass caption_file=<a text file with one caption per line> (default: the "
+                                     f"shipped {OC_COCO_FILE.name}).")
+    return check_captions(lines, path, normalize)
 
 
 def shapeworld_captions() -> List[str]:
@@ -76,8 +53,4 @@ def shapeworld_captions() -> List[str]:
 def caption_pool(path: Optional[Union[str, Path]], normalize: bool, prompt: str) -> tuple[List[str], int]:
     """The R-precision pool of ``path`` and the index of ``prompt`` in it; a prompt that is not in the
     pool is appended (ref impl: "if the query is not in queries_r it is appended")."""
-    pool = load_captions(path, normalize)
-    key = normalize_caption(prompt) if normalize else prompt.strip()
-    if key not in pool:
-        pool.append(key)
-    return pool, pool.index(key)
+    return pool_with_prompt(load_captions(path, normalize), normalize, prompt)

@@ -25,33 +25,28 @@ grid), :class:`dreamfields.baselines.PixelImage` (2D RGBα image, + TV) or
 :class:`dreamfields.baselines.VolSDFField` (SDF, + Eikonal).
 """
 
-import json
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple, Union
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import Tensor, nn
+from torch import Tensor
 
 from common.augment import Augment
-from common.callbacks import run_dir, save_and_log_image
-from common.cameras import SphericalCameraSampler, get_rays, pose_spherical
+from common.cameras import SphericalCameraSampler, get_rays
 from common.checks import NonFiniteLossError
-from common.export import image_grid
 from common.fields.base import Field
 from common.fields.encodings import RandomFourierEncoding
 from common.fields.nerf import MLPField
 from common.guidance.base import check_prompt
 from common.guidance.clip_guidance import CLIPGuidance
-from common.io import atomic_write_text
 from common.losses import total_variation
-from common.metrics import CLIPRPrecision, r_precision
 from common.priors.base import PriorWeightsNotFoundError
 from common.priors.clip import CLIPModel
 from common.rendering.samplers import pixel_radii
 from common.rendering.volume import RenderOutput
+from common.retrieval_eval import RetrievalEvalMixin, clip_name
 from dreamfields.baselines import PixelImage, VolSDFField, eikonal_loss
 from dreamfields.captions import caption_pool
 from dreamfields.origin import OriginTracker
@@ -116,14 +111,7 @@ def dream_field(max_log2: float = 8.0, seed: int = 0) -> MLPField:
                     density_activation="softplus")
 
 
-def clip_name(clip: CLIPModel) -> str:
-    """A short, file-name-safe name of a CLIP (architecture + tag), used as a metric key."""
-    tag = clip.pretrained if clip.checkpoint is None else Path(clip.checkpoint).stem
-    name = f"{clip.name}_{tag}" if tag else clip.name
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
-
-
-class DreamFieldsSystem(LightningModule):
+class DreamFieldsSystem(RetrievalEvalMixin, LightningModule):
     """Dream Fields: a NeRF optimised so that its renders match a caption under CLIP.
 
     Args:
@@ -215,7 +203,7 @@ class DreamFieldsSystem(LightningModule):
             guidance = CLIPGuidance(CLIPModel("ViT-B-16", "openai"), Augment(n_views=8, crop_scale=(154 / 168, 154 / 168)))
         self.guidance = guidance
         self.camera = camera if camera is not None else SphericalCameraSampler()
-        self.retrieval = nn.ModuleList(retrieval if retrieval is not None else [CLIPModel("ViT-B-32", "openai")])
+        self._init_retrieval_eval(retrieval)  # R-precision CLIPs (default ViT-B/32 openai) and evaluation state
         self.weights = loss_weights
         self.origin_tracker = OriginTracker(origin_decay, enabled=track_origin and not self.is_pixel_baseline)
         if sparsity == "perturb_sigma":
@@ -223,14 +211,9 @@ class DreamFieldsSystem(LightningModule):
                 raise ValueError(f"sparsity='perturb_sigma' needs a field with `density_noise_std` (MLPField), "
                                  f"got {type(self.field).__name__}")
             self.field.density_noise_std = sigma_noise_std  # σ = softplus(f(x) + ε), training only
-        self._pool: List[str] = []
-        self._true_idx = -1
-        self._rprec: Dict[str, CLIPRPrecision] = {}
         self._gens: Dict[str, torch.Generator] = {}
         self._nonfinite = 0
         self._last_terms: Dict[str, float] = {}
-        self._eval: Dict[str, list] = {}
-        self._ckpt_step: Optional[int] = None
 
     # ------------------------------------------------------------------ parts
     @property
@@ -250,8 +233,7 @@ class DreamFieldsSystem(LightningModule):
             self._load_clip(clip, "retrieval (R-precision)")
         for clip in list(self.guidance.clips) + list(self.retrieval):
             self._check_prompt_length(clip)
-        self._pool, self._true_idx = caption_pool(self.hparams.caption_file, self.hparams.normalize_captions, self.prompt)
-        self._rprec = {clip_name(c): CLIPRPrecision(c, self._pool, normalize=False) for c in self.retrieval}
+        self._setup_retrieval(*caption_pool(self.hparams.caption_file, self.hparams.normalize_captions, self.prompt))
 
     @staticmethod
     def _load_clip(clip: CLIPModel, role: str) -> None:
@@ -264,19 +246,6 @@ class DreamFieldsSystem(LightningModule):
                         "(guidance) and `.../train_clip_heldout.yaml` (held-out); see shapeworld/README.md.")
             raise PriorWeightsNotFoundError(f"Dream Fields {role} CLIP {clip.name!r}: {err}{hint}\n"
                                             "Nothing was trained.") from err
-
-    def _check_prompt_length(self, clip: CLIPModel) -> None:
-        encode = getattr(clip.tokenizer, "encode", None)
-        if encode is None:
-            return
-        n = len(encode(self.prompt)) + 2  # + start / end tokens
-        if n > clip.context_length:
-            msg = (f"prompt has {n} tokens, more than the {clip.context_length}-token text context of CLIP "
-                   f"{clip.name!r}: {self.prompt[:80]!r}... Shorten the prompt, or set `long_prompt: truncate` "
-                   "to let the tokenizer cut it.")
-            if self.hparams.long_prompt == "error":
-                raise ValueError(msg)
-            log.warning(msg.replace("Shorten", "It is truncated. Shorten"))
 
     def _generator(self, kind: Literal["camera", "augment"]) -> torch.Generator:
         device = torch.device("cpu") if kind == "camera" else self.device
@@ -332,22 +301,6 @@ class DreamFieldsSystem(LightningModule):
             return RenderOutput(img.clamp(0, 1), alpha.new_ones(height, width), alpha.new_zeros(height, width))
         rays_o, rays_d = get_rays(c2w.to(self.device), height, width, focal)
         return self.render_rays(rays_o, rays_d, torch.tensor(float(focal)), background=background)
-
-    def heldout_camera(self, index: int = 0, n_views: int = 1, size: Optional[int] = None):
-        """``(c2w [4, 4], size, focal)`` of held-out view ``index`` of ``n_views`` (45° elevation, §4.5.1)."""
-        h = self.hparams
-        size = size or self.eval_size()
-        az = h.eval_azimuth + index * 360.0 / max(n_views, 1)
-        c2w = pose_spherical(az, h.eval_elevation, h.eval_radius)
-        focal = self.camera.base_focal * size / self.camera.width * h.eval_focal_mult
-        return c2w, size, focal
-
-    def eval_size(self) -> int:
-        if self.hparams.eval_size:
-            return int(self.hparams.eval_size)
-        clip = self.retrieval[0] if len(self.retrieval) else self.guidance.clips[0]
-        clip.load()
-        return int(clip.image_size[0])
 
     @torch.no_grad()
     def render_heldout(self, index: int = 0, n_views: int = 1, size: Optional[int] = None) -> Tensor:
@@ -453,106 +406,14 @@ class DreamFieldsSystem(LightningModule):
             com = self.trainer.strategy.reduce(com, reduce_op="mean")
         self.origin_tracker.update(com)
 
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def retrieval_outcomes(self, image: Tensor) -> Dict[str, dict]:
-        """R-precision outcome of one ``[H, W, 3]`` render under every retrieval CLIP (§9.2)."""
-        out = {}
-        for name, rp in self._rprec.items():
-            emb = rp.clip.encode_image(image.permute(2, 0, 1)[None].float().to(rp.clip.device))  # [1, D]
-            pool = rp.caption_embeddings()  # [M, D]
-            res = r_precision(emb, pool, torch.tensor([self._true_idx]))
-            sims = (emb @ pool.T)[0].float().cpu()
-            out[name] = {"correct": bool(res.correct[0]), "rank": int((sims > sims[self._true_idx]).sum()),
-                         "cos_true": float(sims[self._true_idx]), "top_caption": self._pool[int(sims.argmax())],
-                         "pool_size": len(self._pool)}
-        return out
+    # ------------------------------------------------------------------ evaluation (common.retrieval_eval)
+    def _summary_header(self) -> dict:
+        """The metric files also record the tracked origin ``o`` (§4.4.6)."""
+        return dict(super()._summary_header(), origin=[float(v) for v in self.origin])
 
-    def _n_eval_views(self, stage: str) -> int:
-        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
-        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        try:
-            return len(loader.dataset)
-        except (AttributeError, TypeError):
-            return 1
-
-    def _eval_step(self, batch: dict, stage: str) -> None:
-        index = int(batch["index"]) if isinstance(batch, dict) and "index" in batch else 0
-        image = self.render_heldout(index, self._n_eval_views(stage))
-        self._eval.setdefault(stage, []).append(self.retrieval_outcomes(image))
-        if self._trainer is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            save_and_log_image(self.trainer, f"{stage}/heldout_{index}", image,
-                               f"{stage}_heldout{index}_step{self._trained_steps():07d}.png")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval["val"] = []
-
-    def on_test_epoch_start(self) -> None:
-        self._eval["test"] = []
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._ckpt_step = int(checkpoint.get("global_step", 0))
-
-    def _trained_steps(self) -> int:
-        """Optimiser steps behind the current weights (the checkpoint's step under ``test``/``validate``)."""
-        return self.global_step if self.global_step or self._ckpt_step is None else self._ckpt_step
-
-    def _summarise(self, stage: str) -> dict:
-        views = self._eval.get(stage, [])
-        summary = {"prompt": self.prompt, "caption_index": self._true_idx, "pool_size": len(self._pool),
-                   "step": self._trained_steps(), "origin": [float(v) for v in self.origin], "n_views": len(views),
-                   "retrieval": {}}
-        for name in self._rprec:
-            per_view = [v[name] for v in views]
-            if not per_view:
-                continue
-            rprec = sum(v["correct"] for v in per_view) / len(per_view)
-            cos = sum(v["cos_true"] for v in per_view) / len(per_view)
-            summary["retrieval"][name] = {"r_precision": rprec, "correct": per_view[0]["correct"],
-                                          "rank": per_view[0]["rank"], "cos_true": cos, "views": per_view}
-            self.log(f"{stage}/rprec_{name}", rprec, batch_size=1)
-            self.log(f"{stage}/cos_{name}", cos, batch_size=1)
-        return summary
-
-    def on_validation_epoch_end(self) -> None:
-        summary = self._summarise("val")
-        if not self.trainer.sanity_checking and self.trainer.is_global_zero and summary["n_views"]:
-            atomic_write_text(run_dir(self.trainer) / "val_metrics.json", json.dumps(summary, indent=2))
-
-    def on_test_epoch_end(self) -> None:
-        summary = self._summarise("test")
-        if self.trainer.is_global_zero:
-            path = atomic_write_text(run_dir(self.trainer) / "test_metrics.json", json.dumps(summary, indent=2))
-            for name, res in summary["retrieval"].items():
-                print(f"R-precision ({name}) of {self.prompt!r}: {res['r_precision']:.3f} "
-                      f"(rank {res['rank']} of {summary['pool_size']}) -> {path}")
-
-    # ------------------------------------------------------------------ end of fit: final renders + metrics
-    def on_train_end(self) -> None:
-        if self._trainer is None or not self.trainer.is_global_zero:
-            return
-        root = run_dir(self.trainer)
-        image = self.render_heldout()
-        save_and_log_image(self.trainer, "final/heldout", image, "final_heldout.png")
-        summary = {"prompt": self.prompt, "caption_index": self._true_idx, "pool_size": len(self._pool),
-                   "step": self.global_step, "origin": [float(v) for v in self.origin],
-                   "skipped_steps": self._nonfinite, "train": self._last_terms,
-                   "retrieval": {k: dict(v, r_precision=float(v["correct"])) for k, v in
-                                 self.retrieval_outcomes(image).items()}}
-        if self.hparams.n_final_views > 0:
-            views = self._final_views()
-            save_and_log_image(self.trainer, "final/views", image_grid(views, nrow=len(views)), "final_views.png")
-            summary["final_views"] = str(root / "media" / "final_views.png")
-        atomic_write_text(root / "metrics.json", json.dumps(summary, indent=2))
-        for name, res in summary["retrieval"].items():
-            print(f"final R-precision ({name}) of {self.prompt!r}: {int(res['correct'])} "
-                  f"(rank {res['rank']} of {summary['pool_size']})")
+    def _final_summary_header(self) -> dict:
+        """``metrics.json`` at the end of fit: the step reached and the skipped (non-finite) steps."""
+        return dict(self._summary_header(), step=self.global_step, skipped_steps=self._nonfinite)
 
     @torch.no_grad()
     def _final_views(self) -> Tensor:

@@ -23,27 +23,22 @@ writes ``test_metrics.json``; video and mesh come from the callbacks of the conf
 (:class:`common.callbacks.TurntableVideo`, :class:`pureclipnerf.export.GridExport`).
 """
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import Tensor, nn
+from torch import Tensor
 
-from common.callbacks import run_dir, save_and_log_image
 from common.cameras import SphericalCameraSampler, get_rays, pose_spherical
 from common.checks import check_finite_loss
-from common.export import image_grid
 from common.guidance.base import check_prompt
 from common.guidance.clip_guidance import CLIPGuidance
-from common.io import atomic_write_text
 from common.losses import TransmittanceLoss, binary_entropy_loss, total_variation
-from common.metrics import CLIPRPrecision, r_precision
 from common.priors.clip import CLIPModel
+from common.retrieval_eval import RetrievalEvalMixin, clip_name
 from pureclipnerf.augment import PureCLIPAugment, SharedCropResize
 from pureclipnerf.captions import caption_pool
 from pureclipnerf.grids import VoxelGridField, VoxExpField, VoxImpField, scene_bbox
@@ -89,13 +84,6 @@ class PureCLIPLosses:
     lambda_entropy: float = 0.01
 
 
-def clip_name(clip: CLIPModel) -> str:
-    """A short, file-name-safe name of a CLIP (architecture + tag or checkpoint stem), used as a metric key."""
-    tag = clip.pretrained if clip.checkpoint is None else Path(clip.checkpoint).stem
-    name = f"{clip.name}_{tag}" if tag else clip.name
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
-
-
 def default_guidance() -> CLIPGuidance:
     """CLIP ViT-B/16 (OpenAI) with the released code's crop, ``1 − cos``, unclamped inputs (§3.8)."""
     return CLIPGuidance(CLIPModel("ViT-B-16", "openai"), augment=SharedCropResize(16), loss_form="one_minus_cos",
@@ -108,7 +96,7 @@ def default_camera() -> SphericalCameraSampler:
                                   focal_mult_range=1.0)
 
 
-class PureCLIPNeRFSystem(LightningModule):
+class PureCLIPNeRFSystem(RetrievalEvalMixin, LightningModule):
     """A voxel-grid NeRF (Vox Exp or Vox Imp) optimised with pure CLIP guidance.
 
     Args:
@@ -186,18 +174,13 @@ class PureCLIPNeRFSystem(LightningModule):
         self.pg_scale = sorted(int(s) for s in (pg_scale if pg_scale is not None else [5000, 7000, 9000, 11000]))
         if len(set(self.pg_scale)) != len(self.pg_scale) or any(s < 2 for s in self.pg_scale):
             raise ValueError(f"pg_scale must hold distinct iterations >= 2, got {pg_scale}")
-        self.retrieval = nn.ModuleList(retrieval if retrieval is not None else [CLIPModel("ViT-B-32", "openai")])
+        self._init_retrieval_eval(retrieval)  # R-precision CLIPs (default ViT-B/32 openai) and evaluation state
         self.transmittance = TransmittanceLoss(self.losses.tau_anneal_steps, self.losses.opacity_start,
                                                self.losses.opacity_end, scale=1.0)
         self._build_grid()
         self._sphere: Dict[Tuple[int, int, int], Tensor] = {}
-        self._pool: List[str] = []
-        self._true_idx = -1
-        self._rprec: Dict[str, CLIPRPrecision] = {}
         self._gens: Dict[str, torch.Generator] = {}
         self._last_terms: Dict[str, float] = {}
-        self._eval: Dict[str, list] = {}
-        self._ckpt_step = 0
 
     # ------------------------------------------------------------------ set-up
     def _build_grid(self) -> None:
@@ -223,21 +206,7 @@ class PureCLIPNeRFSystem(LightningModule):
             clip.load()
         for clip in list(self.guidance.clips) + list(self.retrieval):
             self._check_prompt_length(clip)
-        self._pool, self._true_idx = caption_pool(self.hparams.captions, self.hparams.normalize_captions, self.prompt)
-        self._rprec = {clip_name(c): CLIPRPrecision(c, self._pool, normalize=False) for c in self.retrieval}
-
-    def _check_prompt_length(self, clip: CLIPModel) -> None:
-        encode = getattr(clip.tokenizer, "encode", None)
-        if encode is None:
-            return
-        n = len(encode(self.prompt)) + 2  # + start / end tokens
-        if n > clip.context_length:
-            msg = (f"prompt has {n} tokens, more than the {clip.context_length}-token text context of CLIP "
-                   f"{clip.name!r}: {self.prompt[:80]!r}... Shorten the prompt, or set `long_prompt: truncate` "
-                   "to let the tokenizer cut it.")
-            if self.hparams.long_prompt == "error":
-                raise ValueError(msg)
-            log.warning(msg.replace("Shorten", "It is truncated. Shorten"))
+        self._setup_retrieval(*caption_pool(self.hparams.captions, self.hparams.normalize_captions, self.prompt))
 
     def _generator(self, kind: Literal["camera", "augment"]) -> torch.Generator:
         device = torch.device("cpu") if kind == "camera" else self.device
@@ -298,20 +267,6 @@ class PureCLIPNeRFSystem(LightningModule):
         """A full image ``rgb [H, W, 3]`` on ``background`` (hook of :class:`common.callbacks.TurntableVideo`)."""
         rays_o, rays_d = get_rays(c2w.to(self.device), height, width, focal)
         return self.render_rays(rays_o, rays_d, background=background)
-
-    def heldout_camera(self, index: int = 0, n_views: int = 1, size: Optional[int] = None):
-        """``(c2w [4, 4], size, focal)`` of held-out view ``index`` of ``n_views`` (45° elevation, §5.1)."""
-        h = self.hparams
-        size = size or self.eval_size()
-        c2w = pose_spherical(h.eval_azimuth + index * 360.0 / max(n_views, 1), h.eval_elevation, h.eval_radius)
-        return c2w, size, self.camera.base_focal * size / self.camera.width * h.eval_focal_mult
-
-    def eval_size(self) -> int:
-        if self.hparams.eval_size:
-            return int(self.hparams.eval_size)
-        clip = self.retrieval[0] if len(self.retrieval) else self.guidance.clips[0]
-        clip.load()
-        return int(clip.image_size[0])
 
     @torch.no_grad()
     def render_heldout(self, index: int = 0, n_views: int = 1, size: Optional[int] = None) -> Tensor:
@@ -404,7 +359,7 @@ class PureCLIPNeRFSystem(LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resize the grid to the budget the checkpoint was saved at (before its tensors are loaded)."""
-        self._ckpt_step = int(checkpoint.get("global_step", 0))
+        super().on_load_checkpoint(checkpoint)  # records the checkpoint's step (common.retrieval_eval)
         state = checkpoint.get("state_dict", {})
         if "field.num_voxels" not in state:
             return
@@ -414,100 +369,12 @@ class PureCLIPNeRFSystem(LightningModule):
         if n != int(self.field.num_voxels) or tuple(state["field.occupancy"].shape) != self.field.world_size:
             self.field.resize_for_checkpoint(n)
 
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
-    def retrieval_outcomes(self, image: Tensor) -> Dict[str, dict]:
-        """R-precision outcome of one ``[H, W, 3]`` render under every retrieval CLIP (§5.1)."""
-        out = {}
-        for name, rp in self._rprec.items():
-            emb = rp.clip.encode_image(image.permute(2, 0, 1)[None].float().to(rp.clip.device))  # [1, D]
-            pool = rp.caption_embeddings()  # [M, D]
-            res = r_precision(emb, pool, torch.tensor([self._true_idx]))
-            sims = (emb @ pool.T)[0].float().cpu()
-            out[name] = {"correct": bool(res.correct[0]), "rank": int((sims > sims[self._true_idx]).sum()),
-                         "cos_true": float(sims[self._true_idx]), "top_caption": self._pool[int(sims.argmax())],
-                         "pool_size": len(self._pool)}
-        return out
-
-    def _n_eval_views(self, stage: str) -> int:
-        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
-        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        try:
-            return len(loader.dataset)
-        except (AttributeError, TypeError):
-            return 1
-
-    def _eval_step(self, batch: dict, stage: str) -> None:
-        index = int(batch["index"]) if isinstance(batch, dict) and "index" in batch else 0
-        image = self.render_heldout(index, self._n_eval_views(stage))
-        self._eval.setdefault(stage, []).append(self.retrieval_outcomes(image))
-        if self._trainer is not None and not self.trainer.sanity_checking and self.trainer.is_global_zero:
-            save_and_log_image(self.trainer, f"{stage}/heldout_{index}", image,
-                               f"{stage}_heldout{index}_step{self.global_step:07d}.png")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval["val"] = []
-
-    def on_test_epoch_start(self) -> None:
-        self._eval["test"] = []
-
+    # ------------------------------------------------------------------ evaluation (common.retrieval_eval)
     def _summary_header(self) -> dict:
+        """The metric files record the model and the grid size; the step is the checkpoint's under ``test``."""
         return {"prompt": self.prompt, "model": type(self.field).__name__, "caption_index": self._true_idx,
-                "pool_size": len(self._pool), "step": max(self.global_step, self._ckpt_step),
+                "pool_size": len(self._pool), "step": max(self.global_step, self._ckpt_step or 0),
                 "world_size": list(self.field.world_size)}
-
-    def _summarise(self, stage: str) -> dict:
-        views = self._eval.get(stage, [])
-        summary = dict(self._summary_header(), n_views=len(views), retrieval={})
-        for name in self._rprec:
-            per_view = [v[name] for v in views]
-            if not per_view:
-                continue
-            rprec = sum(v["correct"] for v in per_view) / len(per_view)
-            cos = sum(v["cos_true"] for v in per_view) / len(per_view)
-            summary["retrieval"][name] = {"r_precision": rprec, "correct": per_view[0]["correct"],
-                                          "rank": per_view[0]["rank"], "cos_true": cos, "views": per_view}
-            self.log(f"{stage}/rprec_{name}", rprec, batch_size=1)
-            self.log(f"{stage}/cos_{name}", cos, batch_size=1)
-        return summary
-
-    def on_validation_epoch_end(self) -> None:
-        summary = self._summarise("val")
-        if not self.trainer.sanity_checking and self.trainer.is_global_zero and summary["n_views"]:
-            atomic_write_text(run_dir(self.trainer) / "val_metrics.json", json.dumps(summary, indent=2))
-
-    def on_test_epoch_end(self) -> None:
-        summary = self._summarise("test")
-        if self.trainer.is_global_zero:
-            path = atomic_write_text(run_dir(self.trainer) / "test_metrics.json", json.dumps(summary, indent=2))
-            for name, res in summary["retrieval"].items():
-                print(f"R-precision ({name}) of {self.prompt!r}: {res['r_precision']:.3f} "
-                      f"(rank {res['rank']} of {summary['pool_size']}) -> {path}")
-
-    def on_train_end(self) -> None:
-        """Final held-out render, a ring of views and ``metrics.json`` in the run folder."""
-        if self._trainer is None or not self.trainer.is_global_zero:
-            return
-        root = run_dir(self.trainer)
-        image = self.render_heldout()
-        save_and_log_image(self.trainer, "final/heldout", image, "final_heldout.png")
-        summary = dict(self._summary_header(), train=self._last_terms,
-                       retrieval={k: dict(v, r_precision=float(v["correct"]))
-                                  for k, v in self.retrieval_outcomes(image).items()})
-        if self.hparams.n_final_views > 0:
-            views = self._final_views()
-            save_and_log_image(self.trainer, "final/views", image_grid(views, nrow=len(views)), "final_views.png")
-            summary["final_views"] = str(root / "media" / "final_views.png")
-        atomic_write_text(root / "metrics.json", json.dumps(summary, indent=2))
-        for name, res in summary["retrieval"].items():
-            print(f"final R-precision ({name}) of {self.prompt!r}: {int(res['correct'])} "
-                  f"(rank {res['rank']} of {summary['pool_size']})")
 
     @torch.no_grad()
     def _final_views(self) -> Tensor:

@@ -3,21 +3,17 @@
 Stage 2 (the flow) reads the encoder from the stage-1 checkpoint; ZeroForge reads the decoder from
 the stage-1 checkpoint and the flow from the stage-2 checkpoint. A checkpoint is a Lightning ``.ckpt``
 (its ``state_dict``) or a plain ``torch.save(state_dict)`` file. Mismatches fail with an error that
-names the file, the tensors and the config key to change.
+names the file, the tensors and the config key to change. Reading and checking the files is
+:mod:`common.checkpoints` (shared with ISS).
 """
 
-from collections import OrderedDict
-from pathlib import Path
 from typing import Dict, Optional
 
-import torch
 from torch import Tensor, nn
 
+from common.checkpoints import CheckpointMismatchError, load_part, read_stage_checkpoint, sub_state
+
 __all__ = ["CheckpointMismatchError", "read_state_dict", "sub_state", "load_part", "latent_dim_in"]
-
-
-class CheckpointMismatchError(ValueError):
-    """A stage checkpoint does not fit the configured model."""
 
 
 def read_state_dict(path: Optional[str], what: str, config_key: str) -> Dict[str, Tensor]:
@@ -28,49 +24,9 @@ def read_state_dict(path: Optional[str], what: str, config_key: str) -> Dict[str
         what: description for messages (``"CLIP-Forge autoencoder"``).
         config_key: the config key that holds the path (``model.init_args.autoencoder_ckpt``).
     """
-    if path is None:
-        raise ValueError(f"{config_key} is not set: give the {what} checkpoint (a .ckpt from the earlier stage). "
-                         "For tests only, allow_random_init: true starts from random weights instead.")
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"{what} checkpoint not found: {file} ({config_key}). Train that stage first "
-                                "(see zeroforge/README.md) or point the key at its checkpoints/last.ckpt.")
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused or a corrupt file
-        raise CheckpointMismatchError(f"{what} checkpoint {file} could not be read with weights_only=True: {err}") from err
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointMismatchError(f"{what} checkpoint {file} holds no state_dict of tensors")
+    state, _ = read_stage_checkpoint(path, what, config_key, source="a .ckpt from the earlier stage",
+                                     random_init="random weights", readme="zeroforge/README.md")
     return state
-
-
-def sub_state(state: Dict[str, Tensor], prefix: str, path: str, what: str) -> Dict[str, Tensor]:
-    """Entries under ``prefix`` (``"decoder."``) with the prefix removed; an error if there are none."""
-    out = OrderedDict((k[len(prefix):], v) for k, v in state.items() if k.startswith(prefix))
-    if not out:
-        roots = sorted({k.split(".")[0] + "." for k in state})
-        raise CheckpointMismatchError(f"{path} is not a {what} checkpoint: it has no '{prefix}*' weights "
-                                      f"(it holds {roots}). Check which stage's checkpoint the config points to.")
-    return out
-
-
-def load_part(module: nn.Module, state: Dict[str, Tensor], path: str, what: str, config_hint: str) -> None:
-    """``module.load_state_dict(state)`` after checking key sets and shapes, with a clear error on mismatch."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        lines = [f"{what} checkpoint {path} does not fit the configured {type(module).__name__}:"]
-        lines += [f"  {k}: checkpoint {a} vs configured {b}" for k, a, b in wrong[:8]]
-        if missing:
-            lines.append(f"  missing in checkpoint: {missing[:6]}{' ...' if len(missing) > 6 else ''}")
-        if unexpected:
-            lines.append(f"  not in the configured model: {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
-        lines.append(f"Fix: {config_hint}")
-        raise CheckpointMismatchError("\n".join(lines))
-    module.load_state_dict(state)
 
 
 def latent_dim_in(state: Dict[str, Tensor], kind: str) -> int:
