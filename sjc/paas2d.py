@@ -32,8 +32,8 @@ from torch import Tensor
 
 from common.export import image_grid, save_image
 from common.io import atomic_write_text
+from common.priors.checks import check_sigma_range
 from common.priors.diffusion import DiffusionModel, TextContext
-from sjc.checks import check_sigma_range
 
 __all__ = ["blob_image", "ood_demo", "optimize_canvas", "run_experiments", "write_figure", "main"]
 

@@ -19,8 +19,7 @@ checkpoint holds the density and feature grids, ``d_scale`` and the background t
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Dict, Literal, Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,15 +33,15 @@ from common.export import image_grid
 from common.guidance.base import Guidance, check_prompt
 from common.guidance.sds import SDSGuidance
 from common.guidance.sjc import SJCGuidance
+from common.priors.checks import check_pipeline_dir, check_timestep_range
 from common.priors.diffusion import DiffusionModel, TextContext
 from sjc.background import SphericalBackground
 from sjc.cameras import SJCCamera, SJCCameraSampler
-from sjc.checks import check_pipeline_dir, check_timestep_range
 from sjc.field import SJCVoxelField
 from sjc.losses import center_depth_loss, emptiness_loss, emptiness_weight
 from sjc.renderer import SJCRenderer, SJCRenderOutput
 
-__all__ = ["SJCSystem", "SJCLossWeights", "build_tiny_pipeline"]
+__all__ = ["SJCSystem", "SJCLossWeights"]
 
 
 @dataclass
@@ -62,30 +61,6 @@ class SJCLossWeights:
     emptiness_late: float = 2e5
     emptiness_switch: float = 0.5
     center_depth: float = 0.0
-
-
-def build_tiny_pipeline(path: Union[str, Path], kind: Literal["sd", "pixel"], seed: int = 0) -> Path:
-    """Write a tiny random pipeline folder at ``path`` unless one is there (**tests only**).
-
-    Built in a sibling temporary folder and renamed into place, so concurrent test workers never see
-    a half-written pipeline.
-    """
-    import shutil
-    import tempfile
-
-    from common.testing.tiny_models import save_tiny_pixel_pipeline, save_tiny_sd_pipeline
-
-    path = Path(path)
-    if (path / "model_index.json").is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    (save_tiny_sd_pipeline if kind == "sd" else save_tiny_pixel_pipeline)(tmp, seed=seed)
-    try:
-        tmp.rename(path)
-    except OSError:  # another worker won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 class SJCSystem(LightningModule):
@@ -113,8 +88,6 @@ class SJCSystem(LightningModule):
             DDP rank draws its own views.
         val_views: evaluation views on a ring (test FoV) rendered at each validation.
         val_elevation: elevation of that ring in degrees.
-        build_tiny_if_missing: **tests only.** ``"sd"`` / ``"pixel"`` writes a tiny random pipeline at
-            the guidance's model path if that folder does not exist, so tiny configs run offline.
     """
 
     def __init__(
@@ -136,7 +109,6 @@ class SJCSystem(LightningModule):
         seed: int = 0,
         val_views: int = 4,
         val_elevation: float = 30.0,
-        build_tiny_if_missing: Optional[Literal["sd", "pixel"]] = None,
     ) -> None:
         super().__init__()
         if not isinstance(guidance, (SJCGuidance, SDSGuidance)):
@@ -160,7 +132,6 @@ class SJCSystem(LightningModule):
         self.lr, self.background_lr, self.optimizer_fn = lr, background_lr, optimizer
         self.guidance_resolution, self.total_steps, self.seed = guidance_resolution, total_steps, seed
         self.val_views, self.val_elevation = val_views, val_elevation
-        self.build_tiny_if_missing = build_tiny_if_missing
         self.strict_loading = False
         self._val_frames: list = []
         if self.background.channels != self.field.out_channels:
@@ -179,10 +150,12 @@ class SJCSystem(LightningModule):
         return self.diffusion.is_latent
 
     def setup(self, stage: Optional[str] = None) -> None:
-        """Load the prior (never in ``__init__``), then check that field, prior and guidance fit together."""
+        """Load the prior (never in ``__init__``), then check that field, prior and guidance fit together.
+
+        ``tiny:`` model names (tests, smoke configs) are resolved to their cached folder, written on first
+        use, by :func:`~common.priors.checks.check_pipeline_dir` and checked like any other folder.
+        """
         model = self.diffusion.model
-        if self.build_tiny_if_missing is not None and not Path(model).exists():
-            build_tiny_pipeline(model, self.build_tiny_if_missing)
         conditional_guidance = getattr(self.guidance, "guidance_scale", 1.0) != 1.0
         check_pipeline_dir(model, need_vae=self.field.out_channels == 4, need_text=conditional_guidance)
         self.guidance.load()

@@ -14,10 +14,10 @@ from common.cli import SuiteCLI
 from common.data import CameraDataModule
 from common.guidance import SDSGuidance, SJCGuidance
 from common.priors import DiffusionModel, PriorWeightsNotFoundError
+from common.priors.checks import check_sigma_range
 from sjc.cameras import SJCCameraSampler
-from sjc.checks import check_sigma_range
 from sjc.field import SJCVoxelField
-from sjc.system import SJCLossWeights, SJCSystem, build_tiny_pipeline
+from sjc.system import SJCLossWeights, SJCSystem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -154,16 +154,16 @@ def test_pixel_model_render_is_upsampled_with_gradients(tiny_pixel_dir):
     torch.testing.assert_close(rgb, torch.full((8, 8, 3), 0.5))  # [-1, 1] -> [0, 1]
 
 
-def test_tiny_sd_run_through_the_cli_writes_media_and_resumes(tmp_path):
-    """The tiny override of experiments/sjc.yaml through the real CLI: tiny SD built on demand and loaded
-    with from_pretrained, decoded renders + turntable + checkpoint; resume continues the run."""
-    model_dir = tmp_path / "tiny_sd"
+def test_tiny_sd_run_through_the_cli_writes_media_and_resumes(tmp_path, monkeypatch):
+    """The tiny override of experiments/sjc.yaml through the real CLI: ``model: tiny:sd`` written on demand
+    into the (here: temporary) suite cache and loaded with from_pretrained, decoded renders + turntable +
+    checkpoint; resume continues the run."""
+    monkeypatch.setenv("PRIORLAB_CACHE", str(tmp_path / "cache"))
     args = ["fit", "--config", str(ROOT / "experiments/sjc.yaml"), "--config", str(ROOT / "tests/overrides/sjc.yaml"),
-            "--model.init_args.guidance.init_args.diffusion.init_args.model", str(model_dir),
-            "--run.root", str(tmp_path), "--run.logger", "csv", "--trainer.enable_progress_bar", "false"]
+            "--run.root", str(tmp_path / "runs"), "--run.logger", "csv", "--trainer.enable_progress_bar", "false"]
     cli = SuiteCLI(args=args)
     run = Path(cli.trainer.default_root_dir)
-    assert (model_dir / "model_index.json").is_file()
+    assert (tmp_path / "cache" / "tiny" / "sd-seed0" / "model_index.json").is_file()
     media = sorted(p.name for p in (run / "media").iterdir())
     assert any(m.startswith("turntable_") and m.endswith(".gif") for m in media), media
     assert any(m.startswith("val_step") for m in media) and any(m.startswith("train_step") for m in media)
@@ -315,13 +315,19 @@ def test_mismatched_parts_fail_with_the_fix(sd, tiny_pixel_uncond_dir):
         SJCSystem(guidance=SJCGuidance(sd), field=SJCVoxelField(8, 4), background=SphericalBackground(3))
 
 
-def test_build_tiny_if_missing_writes_a_loadable_pipeline(tmp_path):
-    path = build_tiny_pipeline(tmp_path / "px", "pixel")
-    assert (path / "model_index.json").is_file() and build_tiny_pipeline(path, "pixel") == path
-    system = _system(DiffusionModel(str(tmp_path / "sd")), size=4)
-    system.build_tiny_if_missing = "sd"
+def test_tiny_model_names_resolve_through_setup(tmp_path, monkeypatch):
+    """``model: tiny:sd`` (the tiny overrides) is written on first use by common.priors.diffusion and loaded
+    in setup(); the pipeline checks run on the resolved folder, so a tiny unconditional pipeline with CFG
+    is rejected by the folder check, naming the fix."""
+    monkeypatch.setenv("PRIORLAB_CACHE", str(tmp_path))
+    system = _system(DiffusionModel("tiny:sd"), size=4)
     system.setup("fit")
     assert system.diffusion.is_latent and system.diffusion.loaded
+    assert (tmp_path / "tiny" / "sd-seed0" / "model_index.json").is_file()
+    with pytest.raises(ValueError, match="lists no 'text_encoder'.*set the guidance's guidance_scale: 1.0"):
+        _system(DiffusionModel("tiny:pixel-uncond"), channels=3, guidance_scale=7.5).setup("fit")
+    with pytest.raises(ValueError, match="unknown tiny pipeline 'tiny:xl'"):
+        _system(DiffusionModel("tiny:xl")).setup("fit")
 
 
 @pytest.mark.slow
