@@ -18,7 +18,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
 
     The temporary name keeps the target's suffix so that writers choosing a format by extension
-    (imageio, trimesh) still work.
+    (imageio, trimesh) still work. The result gets the permissions of a newly created file (``0o666``
+    less the umask), not ``mkstemp``'s private ``0o600``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -27,10 +28,18 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set and restore
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:

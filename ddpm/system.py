@@ -50,7 +50,7 @@ class DDPMSystem(LightningModule):
         sample_steps: denoising steps of validation samples.
         sample_eta: DDIM η.
         guidance_scale: CFG scale s of validation samples (conditional models).
-        n_samples: samples in the validation grid.
+        val_samples: samples in the validation grid.
         sample_prompts: prompts of the grid (conditional models; default: captions of the first
             validation batch).
         fid_samples: generated and real images for FID at each validation (0: no FID).
@@ -78,7 +78,7 @@ class DDPMSystem(LightningModule):
         sample_steps: int = 1000,
         sample_eta: float = 0.0,
         guidance_scale: float = 3.0,
-        n_samples: int = 16,
+        val_samples: int = 16,
         sample_prompts: Optional[Sequence[str]] = None,
         fid_samples: int = 0,
         image_key: str = "image",
@@ -161,7 +161,7 @@ class DDPMSystem(LightningModule):
         context = self.encode(batch[self.hparams.caption_key]) if self.conditional else None
         g = torch.Generator().manual_seed(batch_idx)  # same t and ε every validation
         self.log("val/loss_eps", self.diffusion_loss(x0, context, g), prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
-        if self.conditional and len(self._val_prompts) < self.hparams.n_samples:
+        if self.conditional and len(self._val_prompts) < self.hparams.val_samples:
             self._val_prompts += list(batch[self.hparams.caption_key])
         if self._fid is not None and self._fid_real < self.hparams.fid_samples:
             self._fid.update(self._to_rgb01(x0), real=True)
@@ -174,7 +174,7 @@ class DDPMSystem(LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        n = self.hparams.n_samples
+        n = self.hparams.val_samples
         prompts = list(self.hparams.sample_prompts or self._val_prompts)[:n] if self.conditional else None
         if self.trainer.is_global_zero and n > 0:
             images = self.generate(len(prompts) if prompts else n, prompts, generator=torch.Generator().manual_seed(0))

@@ -60,3 +60,17 @@ def test_video_and_images_written(tmp_path, fmt):
     png = save_image(frames[0], tmp_path / "a.png")
     back = iio.imread(png)
     np.testing.assert_allclose(back / 255.0, frames[0].numpy(), atol=1 / 255 + 1e-6)
+
+
+def test_atomic_write_gives_default_permissions_not_private_ones(tmp_path):
+    """mkstemp creates 0o600 files; what atomic_write leaves must be readable as any new file (0o666 & ~umask)."""
+    import os
+
+    from common.io import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "weights.json", "{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644

@@ -99,7 +99,7 @@ def test_conditional_system_fit_and_sample_grid(tmp_path):
     clip = tiny_models.tiny_clip()
     enc = CLIPTextConditioner(clip)
     assert enc(["a red cube", ""]).shape == (2, 16, enc.dim)
-    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, sample_steps=2, n_samples=2, warmup_steps=2,
+    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, sample_steps=2, val_samples=2, warmup_steps=2,
                         ema_decay=0.9, p_uncond=0.5)
     items = [{"image": torch.rand(3, 8, 8), "caption": c} for c in ["a red cube", "a blue mug"] * 2]
     loader = DataLoader(items, batch_size=2)

@@ -1,0 +1,121 @@
+"""The full quality bars of the shapeworld priors (issue 4; recorded in shapeworld/README.md).
+
+* each CLIP: top-1 retrieval of the correct kind × colour caption among the 66 captions on 500
+  held-out renders (250 held-out objects × 2 views, white background; bar ≥ 90 %), also with the
+  held-out caption template and on random backgrounds;
+* diffusion prior: for each of the 10 held-out prompts, the fraction of 16 DDIM samples (50 steps,
+  guidance scale 3) that the held-out CLIP retrieves as their own prompt (bar ≥ 80 % for every prompt).
+
+By default it measures the shipped weights (``shapeworld/weights/``); ``--guidance``, ``--heldout``
+(``.safetensors``) and ``--diffusion`` (a pipeline folder) measure others, e.g. a run's exports.
+
+    python benchmarks/shapeworld_priors_quality.py [--only clip|diffusion] [--samples-grid out.png]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from common.priors.clip import CLIPModel  # noqa: E402
+from common.priors.diffusion import DiffusionModel  # noqa: E402
+from ddpm.sampling import make_scheduler, sample  # noqa: E402
+from shapeworld.captions import HELDOUT_PROMPT_PAIRS, HELDOUT_TEMPLATES, heldout_prompts, pair_index  # noqa: E402
+from shapeworld.images import ImageCaptionDataset, cached_views  # noqa: E402
+from shapeworld.metrics import caption_retrieval, prompt_retrieval  # noqa: E402
+from shapeworld.priors import CLIP_NAMES, DIFFUSION_DIR, clip_paths  # noqa: E402
+from shapeworld.render import CameraRanges  # noqa: E402
+
+
+def load_clip(role: str, weights: str | None) -> CLIPModel:
+    config, shipped = clip_paths(role)
+    path = Path(weights) if weights else shipped
+    if not path.is_file():
+        raise SystemExit(f"{role} CLIP weights not found at {path}; pass --{role} or ship them (shapeworld/README.md)")
+    return CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=str(path), model_config=str(config)).load()
+
+
+def clip_bars(clips: dict, n_objects: int, views: int) -> dict:
+    specs, renders = cached_views("heldout", n_objects, views, 64, CameraRanges(), seed=0)
+    out = {}
+    for bg in ("white", "random"):
+        backgrounds = ("white",) if bg == "white" else ("white", "noise", "checkerboard", "fourier")
+        ds = ImageCaptionDataset(specs, renders, backgrounds, deterministic=True, seed=1)
+        items = [ds[i] for i in range(len(ds))]
+        images = torch.stack([it["image"] for it in items])
+        pairs = torch.tensor([it["pair"] for it in items])
+        for role, clip in clips.items():
+            out.setdefault(role, {"n": len(items)})[f"top1_{bg}"] = caption_retrieval(clip, images, pairs)
+            if bg == "white":
+                out[role]["top1_heldout_template"] = caption_retrieval(clip, images, pairs, template=HELDOUT_TEMPLATES[0])
+    return out
+
+
+def diffusion_bar(prior: DiffusionModel, clip: CLIPModel, n: int, steps: int, scale: float, grid: str | None) -> dict:
+    per_prompt, samples = {}, []
+    for prompt, (kind, colour) in zip(heldout_prompts(), HELDOUT_PROMPT_PAIRS):
+        ctx = prior.text_context([prompt] * n)
+        x = sample(prior.unet, make_scheduler("ddim"), (n, 3, 32, 32), steps, ctx.cond, ctx.uncond,
+                   guidance_scale=scale, generator=torch.Generator().manual_seed(0))
+        x = ((x + 1) / 2).clamp(0, 1)
+        samples.append(x)
+        per_prompt[prompt] = prompt_retrieval(clip, x, [pair_index(kind, colour)] * n).float().mean().item()
+    if grid:
+        from torchvision.utils import save_image
+
+        save_image(torch.cat(samples), grid, nrow=n)
+    return {"per_prompt": per_prompt, "min": min(per_prompt.values()),
+            "mean": sum(per_prompt.values()) / len(per_prompt)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--guidance", help="guidance CLIP .safetensors (default: shipped)")
+    p.add_argument("--heldout", help="held-out CLIP .safetensors (default: shipped)")
+    p.add_argument("--diffusion", help=f"diffusion pipeline folder (default: {DIFFUSION_DIR})")
+    p.add_argument("--only", choices=["clip", "diffusion"])
+    p.add_argument("--objects", type=int, default=250)
+    p.add_argument("--views", type=int, default=2)
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--scale", type=float, default=3.0)
+    p.add_argument("--samples-grid", help="write the diffusion samples (one row per prompt) to this PNG")
+    args = p.parse_args()
+    torch.manual_seed(0)
+    t0, result = time.time(), {}
+    if args.only != "diffusion":
+        clips = {}
+        for role in ("guidance", "heldout"):
+            weights = getattr(args, role)
+            if weights or clip_paths(role)[1].is_file():
+                clips[role] = load_clip(role, weights)
+        result["clip"] = clip_bars(clips, args.objects, args.views)
+        print("| CLIP | renders | top-1, white (bar ≥ 0.90) | top-1, held-out template | top-1, random backgrounds |")
+        print("|---|---|---|---|---|")
+        for role, r in result["clip"].items():
+            print(f"| {role} | {r['n']} | {r['top1_white']:.3f} ({'met' if r['top1_white'] >= 0.9 else 'NOT met'}) | "
+                  f"{r['top1_heldout_template']:.3f} | {r['top1_random']:.3f} |")
+    if args.only != "clip":
+        folder = Path(args.diffusion) if args.diffusion else DIFFUSION_DIR
+        if not (folder / "model_index.json").is_file():
+            raise SystemExit(f"no diffusion pipeline at {folder}; pass --diffusion or ship it (shapeworld/README.md)")
+        prior = DiffusionModel(model=str(folder)).load()
+        r = diffusion_bar(prior, load_clip("heldout", args.heldout), args.samples, args.steps, args.scale,
+                          args.samples_grid)
+        result["diffusion"] = r
+        print(f"\n| held-out prompt | fraction of {args.samples} samples retrieved (bar ≥ 0.80) |\n|---|---|")
+        for prompt, f in r["per_prompt"].items():
+            print(f"| {prompt} | {f:.3f} |")
+        print(f"| **min / mean** | **{r['min']:.3f} / {r['mean']:.3f}** ({'met' if r['min'] >= 0.8 else 'NOT met'}) |")
+    print(f"\n{time.time() - t0:.0f} s on {os.cpu_count()} CPUs")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
