@@ -7,6 +7,10 @@ the conditioner is converted into a ``transformers.CLIPTextModel`` (same pre-LN 
 mask, exact GELU; the fused ``in_proj`` is split into q, k, v) and open_clip's BPE vocabulary into a
 ``CLIPTokenizer`` whose pad token is ``"!"`` (id 0, open_clip's padding), so that both produce the same
 per-token hidden states (checked in tests/ddpm/test_export.py).
+
+Training writes the folder at its end (``export_pipeline: true``); any checkpoint can be exported too:
+
+    python -m ddpm.export --config runs/<name>/version_k/config.yaml --ckpt <ckpt> --out <folder> [--raw] [--dtype float16]
 """
 
 import gzip
@@ -81,14 +85,21 @@ def open_clip_text_to_transformers(clip_model: nn.Module):
     return hf.eval()
 
 
-def export_pipeline(system, path: Union[str, Path], use_ema: bool = True) -> Path:
-    """Write ``system`` (a :class:`~ddpm.system.DDPMSystem`) as a diffusers pipeline folder at ``path``."""
+def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype: str = "float32") -> Path:
+    """Write ``system`` (a :class:`~ddpm.system.DDPMSystem`) as a diffusers pipeline folder at ``path``.
+
+    ``dtype="float16"`` halves the files (the shipped shapeworld prior: under 20 MB); loaders cast the
+    weights to their compute dtype (``common.priors.base.FrozenPrior._place``).
+    """
     import copy
 
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"export dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    torch_dtype = getattr(torch, dtype)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     net = system.ema if (use_ema and system.ema is not None) else system.unet
-    unet = copy.deepcopy(net).cpu().float()
+    unet = copy.deepcopy(net).cpu().to(torch_dtype)
     unet.save_pretrained(path / "unet")
     system.scheduler.save_pretrained(path / "scheduler")
     index = {"_class_name": "DiffusionPipeline", "_diffusers_version": "0.0",
@@ -98,8 +109,52 @@ def export_pipeline(system, path: Union[str, Path], use_ema: bool = True) -> Pat
         if not isinstance(enc, CLIPTextConditioner) or enc.mode != "tokens":
             raise ValueError("export_pipeline converts a CLIPTextConditioner in 'tokens' mode only")
         enc.load()
-        open_clip_text_to_transformers(enc.clip.model).save_pretrained(path / "text_encoder")
+        open_clip_text_to_transformers(enc.clip.model).to(torch_dtype).save_pretrained(path / "text_encoder")
         save_open_clip_tokenizer(path / "tokenizer", int(enc.clip.model.positional_embedding.shape[0]))
         index.update({"text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]})
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
     return path
+
+
+def export_checkpoint(config: Union[str, Path], ckpt: Union[str, Path], out: Union[str, Path], use_ema: bool = True,
+                      dtype: str = "float32") -> Path:
+    """Rebuild the run's :class:`~ddpm.system.DDPMSystem` from its saved ``config.yaml``, load ``ckpt`` and export it."""
+    from common.cli import SuiteCLI
+
+    for f in (config, ckpt):
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"{f} does not exist (a run folder holds config.yaml and checkpoints/*.ckpt)")
+    import tempfile
+
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    for key in ("ckpt_path", "weights_only"):  # options of `fit`, not of the model/data/trainer
+        cfg.pop(key, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.yaml").write_text(yaml.safe_dump(cfg))
+        cli = SuiteCLI(args=["--config", str(Path(tmp) / "config.yaml"), "--run.logger", "none"], run=False)
+    system = cli.model
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    missing, unexpected = system.load_state_dict(state, strict=False)
+    ours = [k for k in missing if k.startswith(("unet.", "ema."))]
+    if ours or unexpected:
+        raise ValueError(f"{ckpt} does not match the model of {config}: missing {ours[:5]}, unexpected {unexpected[:5]}")
+    return export_pipeline(system.eval(), out, use_ema=use_ema, dtype=dtype)
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Export a DDPMSystem checkpoint as a diffusers pipeline folder.")
+    ap.add_argument("--config", required=True, help="the run's config.yaml")
+    ap.add_argument("--ckpt", required=True, help="a checkpoint of that run")
+    ap.add_argument("--out", required=True, help="the pipeline folder to write")
+    ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    args = ap.parse_args(argv)
+    print(export_checkpoint(args.config, args.ckpt, args.out, use_ema=not args.raw, dtype=args.dtype))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
 
 import copy
 import logging
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,7 @@ class DDPMSystem(LightningModule):
         optimizer: optimiser factory (default Adam(lr)).
         export_pipeline: at the end of training, write the (EMA) model as a diffusers pipeline folder
             at ``<run>/pipeline`` (loadable by ``common.priors.diffusion.DiffusionModel``).
+        export_dtype: dtype of the exported weights (``float16`` halves the files).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class DDPMSystem(LightningModule):
         caption_key: str = "caption",
         optimizer: Optional[OptimizerCallable] = None,
         export_pipeline: bool = False,
+        export_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["unet", "text_encoder", "optimizer"])
@@ -228,7 +230,7 @@ class DDPMSystem(LightningModule):
         if self.hparams.export_pipeline and self.trainer.is_global_zero:
             from ddpm.export import export_pipeline
 
-            export_pipeline(self, run_dir(self.trainer) / "pipeline")
+            export_pipeline(self, run_dir(self.trainer) / "pipeline", dtype=self.hparams.export_dtype)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):

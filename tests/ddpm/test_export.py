@@ -1,5 +1,6 @@
 """Export of a DDPMSystem as a diffusers pipeline, loaded back through common.priors.diffusion."""
 
+import pytest
 import torch
 
 from common.priors.diffusion import DiffusionModel
@@ -24,3 +25,45 @@ def test_export_conditional_pipeline_round_trip(tmp_path):
     with torch.no_grad():
         mine = system.unet(x, t, encoder_hidden_states=enc(["a red cube"])).sample
     assert torch.allclose(prior.predict_noise(x, t, ctx), mine, atol=1e-4)
+
+
+def test_fp16_export_halves_the_files_and_loads_as_float32(tmp_path):
+    enc = CLIPTextConditioner(tiny_models.tiny_clip())
+    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, ema_decay=None).eval()
+    export_pipeline(system, tmp_path / "fp32")
+    export_pipeline(system, tmp_path / "fp16", dtype="float16")
+
+    def size(folder):
+        return sum(p.stat().st_size for p in (tmp_path / folder).rglob("*.safetensors"))
+
+    assert 0.45 < size("fp16") / size("fp32") < 0.56
+    full, half = (DiffusionModel(model=str(tmp_path / f)).load() for f in ("fp32", "fp16"))
+    assert half.unet.dtype == torch.float32, "weights are cast to the compute dtype on load"
+    x, t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([500, 20])
+    a = full.predict_noise(x, t, full.text_context("a red cube"))
+    b = half.predict_noise(x, t, half.text_context("a red cube"))
+    assert torch.allclose(a, b, atol=2e-2) and not torch.equal(a, b)
+
+
+def test_export_checkpoint_rebuilds_the_run_and_matches_its_weights(tmp_path, monkeypatch):
+    """`python -m ddpm.export` on a run's config.yaml + checkpoint gives the same UNet as training's own export."""
+    from pathlib import Path
+
+    from common.cli import SuiteCLI
+    from ddpm.export import main
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    cli = SuiteCLI(args=["fit", "--config", "experiments/shapeworld/train_diffusion.yaml",
+                         "--config", "tests/overrides/shapeworld/train_diffusion.yaml", "--run.root", str(tmp_path),
+                         "--run.logger", "none", "--trainer.enable_progress_bar", "false",
+                         "--model.init_args.export_dtype", "float32"])
+    run = Path(cli.trainer.default_root_dir)
+    main(["--config", str(run / "config.yaml"), "--ckpt", str(run / "checkpoints" / "last.ckpt"),
+          "--out", str(tmp_path / "again")])
+    a = DiffusionModel(model=str(run / "pipeline")).load()
+    b = DiffusionModel(model=str(tmp_path / "again")).load()
+    for (name, p), q in zip(a.unet.named_parameters(), b.unet.parameters()):
+        assert torch.equal(p, q), name
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        main(["--config", str(run / "config.yaml"), "--ckpt", str(run / "missing.ckpt"), "--out", str(tmp_path / "x")])
