@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # The PyPI torch wheel runs on CPU and on CUDA; torchvision must match it exactly or `import open_clip`
 # breaks. A CPU-only torch (the `+cpu` local build) has no matching torchvision on PyPI, hence the exclusion.
 TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu torchvision==0.28.0
-DEMO_CONFIG ?= experiments/nerf_sphere.yaml
+DEMO_CONFIG ?= experiments/shapeworld/dreamfields.yaml
 PYTEST_ARGS ?= -n 2
 
 .PHONY: setup demo test clean
