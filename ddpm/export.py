@@ -46,6 +46,9 @@ def save_open_clip_tokenizer(path: Union[str, Path], context_length: int):
     tok = CLIPTokenizer(vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"),
                         pad_token="!", model_max_length=context_length)
     tok.save_pretrained(path)
+    # tokenizer.json (3.6 MB) repeats vocab.json + merges.txt; CLIPTokenizer loads from those two, and
+    # dropping it keeps the shipped shapeworld prior under 20 MB
+    (path / "tokenizer.json").unlink(missing_ok=True)
     return tok
 
 
