@@ -25,12 +25,9 @@ import torch  # noqa: E402
 
 from common.priors.clip import CLIPModel  # noqa: E402
 from common.priors.diffusion import DiffusionModel  # noqa: E402
-from ddpm.sampling import make_scheduler, sample  # noqa: E402
-from shapeworld.captions import HELDOUT_PROMPT_PAIRS, HELDOUT_TEMPLATES, heldout_prompts, pair_index  # noqa: E402
-from shapeworld.images import ImageCaptionDataset, cached_views  # noqa: E402
-from shapeworld.metrics import caption_retrieval, prompt_retrieval  # noqa: E402
+from shapeworld.captions import HELDOUT_TEMPLATES  # noqa: E402
+from shapeworld.metrics import caption_retrieval, diffusion_prompt_retrieval, heldout_retrieval_set  # noqa: E402
 from shapeworld.priors import CLIP_NAMES, DIFFUSION_DIR, clip_paths  # noqa: E402
-from shapeworld.render import CameraRanges  # noqa: E402
 
 
 def load_clip(role: str, weights: str | None) -> CLIPModel:
@@ -42,34 +39,23 @@ def load_clip(role: str, weights: str | None) -> CLIPModel:
 
 
 def clip_bars(clips: dict, n_objects: int, views: int) -> dict:
-    specs, renders = cached_views("heldout", n_objects, views, 64, CameraRanges(), seed=0)
-    out = {}
-    for bg in ("white", "random"):
-        backgrounds = ("white",) if bg == "white" else ("white", "noise", "checkerboard", "fourier")
-        ds = ImageCaptionDataset(specs, renders, backgrounds, deterministic=True, seed=1)
-        items = [ds[i] for i in range(len(ds))]
-        images = torch.stack([it["image"] for it in items])
-        pairs = torch.tensor([it["pair"] for it in items])
+    out = {role: {} for role in clips}
+    for bg, backgrounds in (("white", ("white",)), ("random", ("white", "noise", "checkerboard", "fourier"))):
+        images, pairs = heldout_retrieval_set(n_objects, views, backgrounds)
         for role, clip in clips.items():
-            out.setdefault(role, {"n": len(items)})[f"top1_{bg}"] = caption_retrieval(clip, images, pairs)
+            out[role]["n"] = len(pairs)
+            out[role][f"top1_{bg}"] = caption_retrieval(clip, images, pairs)
             if bg == "white":
                 out[role]["top1_heldout_template"] = caption_retrieval(clip, images, pairs, template=HELDOUT_TEMPLATES[0])
     return out
 
 
 def diffusion_bar(prior: DiffusionModel, clip: CLIPModel, n: int, steps: int, scale: float, grid: str | None) -> dict:
-    per_prompt, samples = {}, []
-    for prompt, (kind, colour) in zip(heldout_prompts(), HELDOUT_PROMPT_PAIRS):
-        ctx = prior.text_context([prompt] * n)
-        x = sample(prior.unet, make_scheduler("ddim"), (n, 3, 32, 32), steps, ctx.cond, ctx.uncond,
-                   guidance_scale=scale, generator=torch.Generator().manual_seed(0))
-        x = ((x + 1) / 2).clamp(0, 1)
-        samples.append(x)
-        per_prompt[prompt] = prompt_retrieval(clip, x, [pair_index(kind, colour)] * n).float().mean().item()
+    per_prompt, samples = diffusion_prompt_retrieval(prior, clip, n, steps, scale)
     if grid:
         from torchvision.utils import save_image
 
-        save_image(torch.cat(samples), grid, nrow=n)
+        save_image(samples, grid, nrow=n)
     return {"per_prompt": per_prompt, "min": min(per_prompt.values()),
             "mean": sum(per_prompt.values()) / len(per_prompt)}
 

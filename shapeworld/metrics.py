@@ -6,7 +6,7 @@
   (:func:`prompt_retrieval`); bar ≥ 80 % of 16 samples for each of 10 held-out prompts.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -40,3 +40,45 @@ def prompt_retrieval(clip: CLIPModel, images: Tensor, prompt_pairs: Sequence[int
     return torch.tensor([]) if len(images) == 0 else (
         (clip.encode_image(images.to(clip.device)) @ clip.encode_text(all_captions(template)).t()).argmax(1).cpu()
         == torch.as_tensor(list(prompt_pairs)))
+
+
+def heldout_retrieval_set(n_objects: int = 250, views: int = 2, backgrounds: Sequence[str] = ("white",),
+                          cache_dir: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """``(images [N, 3, 64, 64] in [0, 1], pairs [N])``: the held-out renders of the CLIP bar (N = objects × views),
+    composited deterministically (item seed 1) over ``backgrounds``."""
+    from shapeworld.images import ImageCaptionDataset, cached_views
+    from shapeworld.render import CameraRanges
+
+    specs, renders = cached_views("heldout", n_objects, views, 64, CameraRanges(), seed=0, cache_dir=cache_dir)
+    ds = ImageCaptionDataset(specs, renders, tuple(backgrounds), deterministic=True, seed=1)
+    items = [ds[i] for i in range(len(ds))]
+    return torch.stack([it["image"] for it in items]), torch.tensor([it["pair"] for it in items])
+
+
+@torch.no_grad()
+def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int = 50, guidance_scale: float = 3.0,
+                               seed: int = 0) -> tuple[dict[str, float], Tensor]:
+    """The diffusion-prior bar: ``n`` DDIM samples of each held-out prompt, retrieved by ``clip``.
+
+    Args:
+        prior: a loaded text-conditional :class:`~common.priors.diffusion.DiffusionModel` (pixel space).
+        clip: the retrieval CLIP (the held-out one for the bar).
+
+    Returns:
+        ``({prompt: fraction of its samples retrieved as its own (kind, colour) caption}, samples
+        [10·n, 3, S, S] in [0, 1], one prompt after another)``.
+    """
+    from ddpm.sampling import make_scheduler, sample
+    from shapeworld.captions import HELDOUT_PROMPT_PAIRS, heldout_prompts, pair_index
+
+    size = prior.unet.config.sample_size
+    size = size if isinstance(size, int) else size[0]
+    fractions, samples = {}, []
+    for prompt, (kind, colour) in zip(heldout_prompts(), HELDOUT_PROMPT_PAIRS):
+        ctx = prior.text_context([prompt] * n)
+        x = sample(prior.unet, make_scheduler("ddim"), (n, 3, size, size), steps, ctx.cond, ctx.uncond,
+                   guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed))
+        x = (x + 1) / 2  # sample() clamps to [−1, 1]
+        samples.append(x)
+        fractions[prompt] = prompt_retrieval(clip, x, [pair_index(kind, colour)] * n).float().mean().item()
+    return fractions, torch.cat(samples)
