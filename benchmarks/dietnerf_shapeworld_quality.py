@@ -26,10 +26,16 @@ def run(method: str, args) -> dict:
     cfg = ["--config", str(ROOT / CONFIGS[method])]
     if args.smoke:
         cfg += ["--config", str(ROOT / SMOKE[method])]
-    extra = ["--run.root", args.run_root, "--run.name", f"quality-{method.lower()}", "--run.logger", "csv",
+    custom_sc = method == "DietNeRF" and args.lambda_sc is not None
+    name = f"quality-{method.lower()}" + (f"-sc{args.lambda_sc:g}" if custom_sc else "")
+    extra = ["--run.root", args.run_root, "--run.name", name, "--run.logger", "csv",
              "--trainer.enable_progress_bar", "false", "--trainer.accelerator", args.accelerator]
     if args.steps:
         extra += ["--trainer.max_steps", str(args.steps)]
+    if custom_sc:
+        lam = args.lambda_sc
+        extra += ["--model.init_args.loss_weights",
+                  f"{{lambda_mse: 1.0, lambda_mse_coarse: 1.0, lambda_sc: {lam}, lambda_sc_coarse: {lam}}}"]
     cli = SuiteCLI(args=["fit", *cfg, *extra])
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return json.loads((Path(cli.trainer.default_root_dir) / "test_metrics.json").read_text())
@@ -39,6 +45,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny random CLIP and tiny runs: checks the command only")
     ap.add_argument("--steps", type=int, default=None, help="override trainer.max_steps (default: the configs')")
+    ap.add_argument("--lambda-sc", type=float, default=None,
+                    help="override the semantic-loss weight λ (coarse and fine) of the DietNeRF run")
+    ap.add_argument("--baseline-metrics", default=None,
+                    help="test_metrics.json of an earlier NeRF run of this benchmark (skips refitting the baseline)")
     ap.add_argument("--run-root", default="runs/benchmarks")
     ap.add_argument("--accelerator", default="cpu")
     args = ap.parse_args(argv)
@@ -48,7 +58,8 @@ def main(argv=None) -> int:
               "`lightning fit --config experiments/shapeworld/train_clip.yaml`, copy the exported safetensors there "
               "(shapeworld/README.md), then rerun this benchmark.")
         return 2
-    results = {m: run(m, args) for m in ("NeRF", "DietNeRF")}
+    results = {m: (json.loads(Path(args.baseline_metrics).read_text()) if m == "NeRF" and args.baseline_metrics
+                   else run(m, args)) for m in ("NeRF", "DietNeRF")}
     base, diet = results["NeRF"], results["DietNeRF"]
     print(f"\nshapeworld {diet.get('scene')}: observed views {diet.get('train_views')}, {diet['n_views']} held-out views, "
           f"far views: >= {diet['far_views_min_angle_deg']:.1f} deg from the nearest observed camera; step {diet['step']}"

@@ -4,7 +4,7 @@
   held-out renders (250 held-out objects × 2 views, white background; bar ≥ 90 %), also with the
   held-out caption template and on random backgrounds;
 * diffusion prior: for each of the 10 held-out prompts, the fraction of 16 DDIM samples (50 steps,
-  guidance scale 3) that the held-out CLIP retrieves as their own prompt (bar ≥ 80 % for every prompt).
+  η = 1, guidance scale 3) that the held-out CLIP retrieves as their own prompt (bar ≥ 80 % for every prompt).
 
 By default it measures the shipped weights (``shapeworld/weights/``); ``--guidance``, ``--heldout``
 (``.safetensors``) and ``--diffusion`` (a pipeline folder) measure others, e.g. a run's exports.
@@ -50,8 +50,9 @@ def clip_bars(clips: dict, n_objects: int, views: int) -> dict:
     return out
 
 
-def diffusion_bar(prior: DiffusionModel, clip: CLIPModel, n: int, steps: int, scale: float, grid: str | None) -> dict:
-    per_prompt, samples = diffusion_prompt_retrieval(prior, clip, n, steps, scale)
+def diffusion_bar(prior: DiffusionModel, clip: CLIPModel, n: int, steps: int, scale: float, eta: float,
+                  grid: str | None) -> dict:
+    per_prompt, samples = diffusion_prompt_retrieval(prior, clip, n, steps, scale, eta=eta)
     if grid:
         from torchvision.utils import save_image
 
@@ -71,6 +72,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--scale", type=float, default=3.0)
+    p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (1: stochastic, the bar's sampler; 0: deterministic)")
     p.add_argument("--samples-grid", help="write the diffusion samples (one row per prompt) to this PNG")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -93,7 +95,7 @@ def main() -> None:
             raise SystemExit(f"no diffusion pipeline at {folder}; pass --diffusion or ship it (shapeworld/README.md)")
         prior = DiffusionModel(model=str(folder)).load()
         r = diffusion_bar(prior, load_clip("heldout", args.heldout), args.samples, args.steps, args.scale,
-                          args.samples_grid)
+                          args.eta, args.samples_grid)
         result["diffusion"] = r
         print(f"\n| held-out prompt | fraction of {args.samples} samples retrieved (bar ≥ 0.80) |\n|---|---|")
         for prompt, f in r["per_prompt"].items():

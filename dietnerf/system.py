@@ -277,7 +277,7 @@ class DietNeRFSystem(LightningModule):
         if "loss_sc" in terms or "loss_sc_coarse" in terms:
             names = {"loss_sc": "loss_sc", "loss_sc_coarse": "loss_sc_coarse", "cos_sc": "sc_cos_fine",
                      "cos_sc_coarse": "sc_cos_coarse"}
-            self.log_sparse({f"train/{names[k]}": float(v) for k, v in terms.items() if k in names})
+            self.log_sparse({f"train/{names[k]}": float(v.detach()) for k, v in terms.items() if k in names})
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer is not None else self.hparams.lr)
         return loss
 

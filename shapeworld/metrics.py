@@ -57,12 +57,15 @@ def heldout_retrieval_set(n_objects: int = 250, views: int = 2, backgrounds: Seq
 
 @torch.no_grad()
 def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int = 50, guidance_scale: float = 3.0,
-                               seed: int = 0) -> tuple[dict[str, float], Tensor]:
+                               seed: int = 0, eta: float = 1.0) -> tuple[dict[str, float], Tensor]:
     """The diffusion-prior bar: ``n`` DDIM samples of each held-out prompt, retrieved by ``clip``.
 
     Args:
         prior: a loaded text-conditional :class:`~common.priors.diffusion.DiffusionModel` (pixel space).
         clip: the retrieval CLIP (the held-out one for the bar).
+        eta: DDIM η. 1 (stochastic, the default) re-injects noise at every step; the shipped prior's
+            deterministic (η = 0) samples keep a noisy background because its ε at high t is
+            poorly calibrated (shapeworld/README.md), which stochastic steps correct.
 
     Returns:
         ``({prompt: fraction of its samples retrieved as its own (kind, colour) caption}, samples
@@ -77,7 +80,7 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     for prompt, (kind, colour) in zip(heldout_prompts(), HELDOUT_PROMPT_PAIRS):
         ctx = prior.text_context([prompt] * n)
         x = sample(prior.unet, make_scheduler("ddim"), (n, 3, size, size), steps, ctx.cond, ctx.uncond,
-                   guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed))
+                   guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed))
         x = (x + 1) / 2  # sample() clamps to [−1, 1]
         samples.append(x)
         fractions[prompt] = prompt_retrieval(clip, x, [pair_index(kind, colour)] * n).float().mean().item()

@@ -44,7 +44,7 @@ def make_scheduler(diffusion: DiffusionModel, name: SchedulerName = "pndm"):
 @torch.no_grad()
 def sample_images(diffusion: DiffusionModel, prompt: str, num_samples: int, steps: int = 50,
                   guidance_scale: float = 7.5, scheduler: SchedulerName = "pndm", negative_prompt: str = "",
-                  batch_size: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+                  batch_size: int | None = None, generator: torch.Generator | None = None, eta: float = 0.0) -> Tensor:
     """Draw ``num_samples`` images with classifier-free guidance (spec §2.7).
 
     Args:
@@ -57,6 +57,7 @@ def sample_images(diffusion: DiffusionModel, prompt: str, num_samples: int, step
         negative_prompt: the unconditional prompt ("").
         batch_size: samples per UNet batch (default: all at once).
         generator: CPU generator for the initial noise (and stochastic schedulers).
+        eta: DDIM η (0: deterministic; 1: fresh noise at every step). Ignored by PNDM and DDPM.
 
     Returns:
         ``[K, 3, H, W]`` images in [0, 1] at the model's native resolution.
@@ -77,7 +78,7 @@ def sample_images(diffusion: DiffusionModel, prompt: str, num_samples: int, step
         for t in sched.timesteps:
             x_in = sched.scale_model_input(x, t)
             eps = diffusion.predict_noise(x_in, t.to(diffusion.device).expand(n), context, guidance_scale)
-            kw = {"generator": generator} if scheduler == "ddpm" else {}
+            kw = {"generator": generator} if scheduler == "ddpm" else {"generator": generator, "eta": eta} if scheduler == "ddim" else {}
             x = sched.step(eps.float(), t, x.float(), **kw).prev_sample
         out.append(diffusion.decode(x))
     return torch.cat(out).float()
@@ -110,6 +111,7 @@ class RasterSampler(nn.Module):
         steps: sampler steps (50 [S]).
         guidance_scale: CFG scale of sampling (7.5 [S]).
         scheduler: ``"pndm"`` [S], ``"ddim"`` or ``"ddpm"``.
+        eta: DDIM η (``scheduler: ddim`` only).
         batch_size: samples per UNet batch (default: all K at once).
         rerank_text: ``"caption"`` (the caption alone, like the evaluation, AMB-5) or ``"prompt"``
             (caption + style suffix).
@@ -117,7 +119,7 @@ class RasterSampler(nn.Module):
 
     def __init__(self, clip: CLIPModel | None = None, num_samples: int = 4, steps: int = 50,
                  guidance_scale: float = 7.5, scheduler: SchedulerName = "pndm", batch_size: int | None = None,
-                 rerank_text: Literal["caption", "prompt"] = "caption") -> None:
+                 rerank_text: Literal["caption", "prompt"] = "caption", eta: float = 0.0) -> None:
         super().__init__()
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -126,7 +128,7 @@ class RasterSampler(nn.Module):
                              "(OpenAI ViT-B/16 in the paper), or num_samples: 1")
         self.clip = clip
         self.num_samples, self.steps, self.guidance_scale = num_samples, steps, guidance_scale
-        self.scheduler, self.batch_size, self.rerank_text = scheduler, batch_size, rerank_text
+        self.scheduler, self.batch_size, self.rerank_text, self.eta = scheduler, batch_size, rerank_text, eta
 
     def load(self) -> "RasterSampler":
         """Load the reranking CLIP's weights (call from ``setup``)."""
@@ -142,7 +144,7 @@ class RasterSampler(nn.Module):
             ``(samples [K, 3, H, W] in [0, 1], best index, scores [K])`` (scores are 0 for K = 1).
         """
         samples = sample_images(diffusion, prompt, self.num_samples, self.steps, self.guidance_scale,
-                                self.scheduler, negative_prompt, self.batch_size, generator)
+                                self.scheduler, negative_prompt, self.batch_size, generator, self.eta)
         if self.clip is None:
             return samples, 0, torch.zeros(len(samples))
         text = caption if self.rerank_text == "caption" else prompt

@@ -28,6 +28,16 @@ def test_sample_images_shapes_range_and_seed(tiny_sd):
     assert torch.allclose(a, b, atol=1e-5)  # batching does not change the samples
 
 
+def test_stochastic_ddim_is_seeded_and_differs_from_deterministic(tiny_sd):
+    def draw(eta, seed=0):
+        return sample_images(tiny_sd, "a red cube", 2, steps=3, scheduler="ddim", eta=eta,
+                             generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(1.0), draw(1.0))  # the generator also drives the per-step noise
+    assert torch.equal(draw(0.0), draw(0.0))
+    assert (draw(1.0) - draw(0.0)).abs().max() > 1e-3  # η = 1 re-injects noise; η = 0 does not
+
+
 def test_rejection_picks_the_highest_clip_score_sample():
     clip = tiny_clip(seed=0)
     images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
