@@ -28,6 +28,8 @@ def run(method: str, args) -> dict:
         cfg += ["--config", str(ROOT / SMOKE[method])]
     custom_sc = method == "DietNeRF" and args.lambda_sc is not None
     name = f"quality-{method.lower()}" + (f"-sc{args.lambda_sc:g}" if custom_sc else "")
+    if method == "DietNeRF" and args.tag:
+        name += f"-{args.tag}"
     extra = ["--run.root", args.run_root, "--run.name", name, "--run.logger", "csv",
              "--trainer.enable_progress_bar", "false", "--trainer.accelerator", args.accelerator]
     if args.steps:
@@ -36,6 +38,8 @@ def run(method: str, args) -> dict:
         lam = args.lambda_sc
         extra += ["--model.init_args.loss_weights",
                   f"{{lambda_mse: 1.0, lambda_mse_coarse: 1.0, lambda_sc: {lam}, lambda_sc_coarse: {lam}}}"]
+    if method == "DietNeRF":
+        extra += args.dietnerf_arg
     cli = SuiteCLI(args=["fit", *cfg, *extra])
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     return json.loads((Path(cli.trainer.default_root_dir) / "test_metrics.json").read_text())
@@ -49,6 +53,10 @@ def main(argv=None) -> int:
                     help="override the semantic-loss weight λ (coarse and fine) of the DietNeRF run")
     ap.add_argument("--baseline-metrics", default=None,
                     help="test_metrics.json of an earlier NeRF run of this benchmark (skips refitting the baseline)")
+    ap.add_argument("--dietnerf-arg", action="append", default=[],
+                    help="extra CLI argument of the DietNeRF run (repeat), e.g. "
+                         "--dietnerf-arg=--model.init_args.pose_sampler.init_args.elevation_range=[15,50]")
+    ap.add_argument("--tag", default="", help="suffix of the DietNeRF run name (with --dietnerf-arg)")
     ap.add_argument("--run-root", default="runs/benchmarks")
     ap.add_argument("--accelerator", default="cpu")
     args = ap.parse_args(argv)

@@ -7,9 +7,12 @@ run writes (its own directory under ``runs/``), which logger it uses (W&B offlin
 when W&B is switched off) and how often it checkpoints.
 
 Resuming: ``--ckpt_path last`` picks ``checkpoints/last.ckpt`` of the newest run directory of the
-same run name. Checkpoints are loaded with ``weights_only=True`` by default.
+same run name. Checkpoints are loaded with ``weights_only=True`` by default. The config given wins
+over the hyper-parameters saved in the checkpoint (Lightning would silently use the checkpoint's);
+the arguments that differ are logged.
 """
 
+import logging
 import os
 import re
 import warnings
@@ -21,6 +24,8 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -132,6 +137,38 @@ class SuiteCLI(LightningCLI):
             parser.set_defaults(weights_only=True)
         return parser
 
+    # -- resuming: the config's model arguments win over the checkpoint's ---------------------
+    def _parse_ckpt_path(self) -> None:
+        """Keep the parsed config when ``--ckpt_path`` is a file (differences are logged by
+        :meth:`_report_changed_hparams`).
+
+        Lightning replaces the model's arguments by the hyper-parameters saved in the checkpoint when
+        ``--ckpt_path`` names a file, so an argument changed for the resumed part of a run (a new
+        ``sample_eta``, a lower ``lr``) is silently dropped; with ``--ckpt_path last`` (resolved
+        later, in :meth:`before_instantiate_classes`) it is kept. Here both behave alike: the config
+        given is the configuration, as everywhere else in the suite.
+        """
+
+    @staticmethod
+    def _report_changed_hparams(model_cfg: Any, ckpt_path: str) -> list[str]:
+        """Log (and return) the model arguments whose config value differs from the checkpoint's."""
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        init = model_cfg.get("init_args") if hasattr(model_cfg, "get") else None
+        if not hparams or init is None:
+            return []
+        plain = (bool, int, float, str, type(None), list, tuple)
+        changed = []
+        for key, saved in hparams.items():
+            if key.startswith("_") or key not in init:
+                continue
+            value = init[key]
+            if isinstance(saved, plain) and isinstance(value, plain) and saved != value:
+                changed.append(f"{key}: checkpoint {saved!r} -> config {value!r}")
+        if changed:
+            log.warning("resuming from %s with model arguments that differ from the checkpoint's; the config's "
+                        "values are used: %s", ckpt_path, "; ".join(changed))
+        return changed
+
     # -- run directory, logger, checkpoints ------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
@@ -153,6 +190,8 @@ class SuiteCLI(LightningCLI):
                 f"--ckpt_path {ckpt}: no such checkpoint file. Give a path to a .ckpt file, or 'last' "
                 f"to resume the newest run of '{name}' under {opts.root}/."
             )
+        if cfg.get("ckpt_path") and Path(cfg.ckpt_path).is_file() and not child_rank:
+            self._report_changed_hparams(cfg.get("model"), cfg.ckpt_path)
         if cfg.trainer.get("default_root_dir") in (None, os.getcwd(), "."):
             cfg.trainer.default_root_dir = str(run_dir)
         self._run_options = opts

@@ -110,3 +110,15 @@ def test_build_without_running(tmp_path):
                    run=False)
     assert type(cli.model).__name__ == "NeRFSystem" and cli.trainer.global_step == 0
     assert Path(cli.trainer.default_root_dir) == tmp_path / "nerf_sphere" / "version_0"
+
+
+def test_resume_from_a_checkpoint_file_keeps_changed_config_arguments(tmp_path, caplog):
+    """Lightning would replace the model's arguments by the checkpoint's; the suite keeps the config's."""
+    _fit(tmp_path, "--trainer.max_steps", "2")
+    ckpt = tmp_path / "nerf_sphere" / "version_0" / "checkpoints" / "last.ckpt"
+    saved_lr = torch.load(ckpt, weights_only=True)["hyper_parameters"]["lr"]
+    with caplog.at_level(logging.WARNING):
+        cli = _fit(tmp_path, "--trainer.max_steps", "3", "--ckpt_path", str(ckpt), "--model.init_args.lr", "0.0123")
+    assert saved_lr != 0.0123 and cli.model.hparams.lr == 0.0123
+    assert cli.trainer.global_step == 3  # the states were restored and training continued
+    assert any("lr: checkpoint" in r.getMessage() and "config 0.0123" in r.getMessage() for r in caplog.records)
