@@ -24,13 +24,31 @@ def test_clip_retrieval_bar(role, tmp_path):
     assert caption_retrieval(clip, images, pairs) >= 0.9
 
 
-@pytest.mark.skipif(not (clip_paths("heldout")[1].is_file() and (DIFFUSION_DIR / "model_index.json").is_file()),
-                    reason="shapeworld diffusion prior / held-out CLIP not shipped yet (see shapeworld/README.md)")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known: the shipped prior (1,500 CPU steps) draws the right shape and colour but "
-                   "leaves noisy grey backgrounds, so retrieval is 0.32 on average (shapeworld/README.md); "
-                   "strict: when a retrained prior passes, drop this mark")
-def test_diffusion_prior_bar():
-    """Reduced bar: 4 DDIM samples (50 steps, η = 1, s = 3) per held-out prompt; >= 80% retrieved as their own prompt."""
+HAS_DIFFUSION = clip_paths("heldout")[1].is_file() and (DIFFUSION_DIR / "model_index.json").is_file()
+needs_diffusion = pytest.mark.skipif(not HAS_DIFFUSION, reason="shapeworld diffusion prior / held-out CLIP not "
+                                     "shipped yet (see shapeworld/README.md)")
+
+
+@pytest.fixture(scope="module")
+def diffusion_retrieval() -> dict[str, float]:
+    """Reduced bar sampling: 4 DDIM samples (50 steps, η = 1, s = 3) per held-out prompt, seed 0."""
     fractions, _ = diffusion_prompt_retrieval(shapeworld_diffusion(), shapeworld_clip("heldout"), n=4, steps=50,
                                               guidance_scale=3.0, eta=1.0)
-    assert sum(fractions.values()) / len(fractions) >= 0.8  # equal n per prompt: the mean over all 40 samples
+    return fractions
+
+
+@needs_diffusion
+def test_diffusion_prior_samples_are_mostly_recognised(diffusion_retrieval):
+    """Regression guard below the bar: over the 40 samples, >= 60% retrieved as their own prompt (the full
+    benchmark measures 0.79 with 16 samples; deterministic DDIM, the earlier sampler, gave 0.32)."""
+    assert sum(diffusion_retrieval.values()) / len(diffusion_retrieval) >= 0.6
+
+
+@needs_diffusion
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="known: the shipped prior (3,000 CPU steps) recognisably draws every prompt but misses the "
+                          "bar on a few kinds (cylinder vs. mug, capsule vs. sphere; shapeworld/README.md); "
+                          "strict: when a retrained prior passes, drop this mark")
+def test_diffusion_prior_bar(diffusion_retrieval):
+    """The issue's bar, reduced to 4 samples: for every held-out prompt >= 80% (3 of 4) retrieved as itself."""
+    assert min(diffusion_retrieval.values()) >= 0.8, diffusion_retrieval
