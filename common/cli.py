@@ -152,7 +152,8 @@ class SuiteCLI(LightningCLI):
     @staticmethod
     def _report_changed_hparams(model_cfg: Any, ckpt_path: str) -> list[str]:
         """Log (and return) the model arguments whose config value differs from the checkpoint's."""
-        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        # mmap: only the hyper-parameters are read here; Lightning loads the tensors when it restores
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu", mmap=True).get("hyper_parameters", {})
         init = model_cfg.get("init_args") if hasattr(model_cfg, "get") else None
         if not hparams or init is None:
             return []

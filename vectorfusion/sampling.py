@@ -78,7 +78,7 @@ def sample_images(diffusion: DiffusionModel, prompt: str, num_samples: int, step
         for t in sched.timesteps:
             x_in = sched.scale_model_input(x, t)
             eps = diffusion.predict_noise(x_in, t.to(diffusion.device).expand(n), context, guidance_scale)
-            kw = {"generator": generator} if scheduler == "ddpm" else {"generator": generator, "eta": eta} if scheduler == "ddim" else {}
+            kw = {"ddpm": {"generator": generator}, "ddim": {"generator": generator, "eta": eta}}.get(scheduler, {})
             x = sched.step(eps.float(), t, x.float(), **kw).prev_sample
         out.append(diffusion.decode(x))
     return torch.cat(out).float()
