@@ -7,6 +7,9 @@ and the conditional NLL of hidden halves (max-context vs adversarial order), and
 grids (Obs | raster model | S-curve model | GT, top half hidden).
 
     python benchmarks/lmconv_digits_quality.py --steps 600 --filters 32 --nr-resnet 1 --out lmconv/assets
+
+``--eval-every N`` also prints the test NLL of both models every N steps (the learning curves: raster
+order for the raster model, single order and 8-order ensemble for the S-curve model).
 """
 
 import argparse
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, Trainer, seed_everything
 
 from lmconv.data import DigitsDataModule
 from lmconv.imaging import image_grid, levels_to_uint8, save_png
@@ -24,15 +27,37 @@ from lmconv.sampling import complete
 from lmconv.system import LMConvSystem, region_mask
 
 
+class TestCurve(Callback):
+    """Test NLL every ``every`` optimiser steps (printed as it goes; kept in ``rows``)."""
+
+    def __init__(self, dm: DigitsDataModule, every: int, name: str):
+        self.dm, self.every, self.name, self.rows = dm, every, name, []
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every <= 0 or step % self.every:
+            return
+        pl_module.eval()
+        m = evaluate(pl_module, self.dm)
+        pl_module.train()
+        ens = next((v for k, v in m.items() if k.startswith("nll_nats_ens")), float("nan"))
+        self.rows.append((step, m["nll_nats_1order"], ens))
+        print(f"[curve] {self.name} step {step}: 1 order {m['nll_nats_1order']:.3f}, ensemble {ens:.3f} nats "
+              f"({time.perf_counter() - self.t0:.0f} s)",
+              flush=True)
+
+
 def train(family: str, variants: list[int], steps: int, dm: DigitsDataModule, filters: int = 32,
-          nr_resnet: int = 1) -> tuple[LMConvSystem, float]:
+          nr_resnet: int = 1, eval_every: int = 0) -> tuple[LMConvSystem, float]:
     seed_everything(1, verbose=False)
     system = LMConvSystem(image_size=(8, 8), likelihood="binary", filters=filters, nr_resnet=nr_resnet,
                           order_family=family, train_variants=variants, lr=1e-3, completion_regions=["T", "B", "L"], num_samples=0,
                           num_completions=0)
     trainer = Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                      gradient_clip_val=2e6, gradient_clip_algorithm="norm")
+                      gradient_clip_val=2e6, gradient_clip_algorithm="norm",
+                      callbacks=[TestCurve(dm, eval_every, family)] if eval_every else None)
     t0 = time.perf_counter()
     trainer.fit(system, train_dataloaders=dm.train_dataloader())
     return system.eval(), time.perf_counter() - t0
@@ -66,12 +91,22 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--nr-resnet", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("lmconv/assets"))
+    ap.add_argument("--eval-every", type=int, default=0, help="print both test NLL curves every N steps (0: off)")
+    ap.add_argument("--only", choices=["raster", "s_curve"], default=None,
+                    help="train and report one of the two models (run both in parallel processes, one core each)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     dm = DigitsDataModule("binary", batch_size=32, seed=0)
     dm.setup()
-    raster_sys, t_r = train("raster", [0], args.steps, dm, args.filters, args.nr_resnet)
-    s_sys, t_s = train("s_curve", list(range(8)), args.steps, dm, args.filters, args.nr_resnet)
+    if args.only:
+        variants = [0] if args.only == "raster" else list(range(8))
+        system, t = train(args.only, variants, args.steps, dm, args.filters, args.nr_resnet, args.eval_every)
+        m = evaluate(system, dm)
+        print(f"\n{args.only} model, {args.steps} steps ({t:.0f} s, 1 thread): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in m.items() if k.startswith(("nll", "cond"))))
+        return
+    raster_sys, t_r = train("raster", [0], args.steps, dm, args.filters, args.nr_resnet, args.eval_every)
+    s_sys, t_s = train("s_curve", list(range(8)), args.steps, dm, args.filters, args.nr_resnet, args.eval_every)
     m_r, m_s = evaluate(raster_sys, dm), evaluate(s_sys, dm)
     print(f"\nbinarized 8x8 digits, F={args.filters}, nr_resnet={args.nr_resnet}, {args.steps} steps each, "
           f"test set of {len(dm.test_set)} images "

@@ -19,6 +19,7 @@ Convention 5 of ``shared/conventions.md`` (frozen pretrained models stay out of 
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable, Dict, Literal, Optional
 
 import torch
@@ -34,6 +35,23 @@ class PriorWeightsNotFoundError(FileNotFoundError):
 
     The message names what was looked for, where, and how to provide it.
     """
+
+
+SUITE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_suite_path(path: str) -> str:
+    """``path`` as given when it exists; else, when relative, the same path under the suite's root.
+
+    The shipped shapeworld priors are named in the configs relative to the repository
+    (``shapeworld/weights/...``), so that they read the same in every YAML; this lets those configs run
+    from any working directory. A path found in neither place is returned unchanged, so the caller's
+    not-found error names what the user wrote.
+    """
+    if os.path.exists(path) or os.path.isabs(path) or path.startswith("~"):
+        return path
+    candidate = SUITE_ROOT / path
+    return str(candidate) if candidate.exists() else path
 
 
 def hf_offline() -> bool:

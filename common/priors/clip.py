@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common.priors.base import FrozenPrior, Precision, PriorWeightsNotFoundError, hf_cache_dir, hf_offline
+from common.priors.base import (FrozenPrior, Precision, PriorWeightsNotFoundError, hf_cache_dir, hf_offline,
+                                 resolve_suite_path)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class CLIPModel(FrozenPrior):
         import open_clip
 
         if self.model_config is not None:
-            path = Path(self.model_config)
+            path = Path(resolve_suite_path(self.model_config))
             if not path.is_file():
                 raise FileNotFoundError(f"CLIP model_config JSON not found: {path}")
             cfg = json.loads(path.read_text())
@@ -188,11 +189,12 @@ class CLIPModel(FrozenPrior):
         kwargs: dict = {}
         tag_cfg: dict = {}
         if self.checkpoint is not None:
-            if not os.path.isfile(self.checkpoint):
+            checkpoint = resolve_suite_path(self.checkpoint)
+            if not os.path.isfile(checkpoint):
                 raise PriorWeightsNotFoundError(
                     f"CLIP checkpoint file not found: {self.checkpoint} (for architecture {arch!r}). "
                     "Fix: point checkpoint to an existing open_clip_pytorch_model.bin / .safetensors / OpenAI .pt file.")
-            pretrained: Optional[str] = self.checkpoint
+            pretrained: Optional[str] = checkpoint
         elif arch.startswith("local-dir:") or not self.pretrained:
             pretrained = None
             if not arch.startswith("local-dir:"):

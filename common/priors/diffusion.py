@@ -28,7 +28,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from common.priors.base import FrozenPrior, Precision, PriorWeightsNotFoundError, hf_cache_dir, hf_offline
+from common.priors.base import (FrozenPrior, Precision, PriorWeightsNotFoundError, hf_cache_dir, hf_offline,
+                                 resolve_suite_path)
 from common.priors.schedule import (
     classifier_free_guidance,
     nearest_timestep,
@@ -145,8 +146,9 @@ class DiffusionModel(FrozenPrior):
     def _resolve_dir(self) -> Path:
         if self.model.startswith(TINY_PREFIX):
             return tiny_pipeline_dir(self.model)
-        if os.path.isdir(self.model):
-            return Path(self.model)
+        local = resolve_suite_path(self.model)  # shipped folders named relative to the repo work from anywhere
+        if os.path.isdir(local):
+            return Path(local)
         if self.model.startswith((".", "/", "~")) or os.sep in self.model.strip("/").split("/", 1)[-1]:
             raise PriorWeightsNotFoundError(f"Diffusion pipeline directory not found: {self.model}")
         from huggingface_hub import snapshot_download

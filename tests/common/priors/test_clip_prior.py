@@ -120,3 +120,26 @@ def test_bad_images(tiny_clip_model):
     with pytest.raises(ValueError, match="floating-point"):
         tiny_clip_model.encode_image(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     assert tiny_clip_model.encode_image(torch.rand(1, 3, 32, 32) * 2 - 0.5, check_range=False).shape == (1, 16)
+
+
+def test_shipped_relative_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    """Configs name the shipped priors relative to the repo (shapeworld/...); they must load from elsewhere."""
+    from common.priors import DiffusionModel
+    from common.priors.base import SUITE_ROOT, resolve_suite_path
+
+    rel_cfg = "shapeworld/configs/shapeworld_clip_heldout.json"
+    assert (SUITE_ROOT / rel_cfg).is_file()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_suite_path(rel_cfg) == str(SUITE_ROOT / rel_cfg)
+    assert resolve_suite_path("no/such/file.bin") == "no/such/file.bin"  # unchanged: errors name what was written
+    (tmp_path / "shapeworld" / "configs").mkdir(parents=True)
+    (tmp_path / rel_cfg).write_text("{}")
+    assert resolve_suite_path(rel_cfg) == rel_cfg  # a file under the working directory wins
+    (tmp_path / rel_cfg).unlink()
+    clip = CLIPModel(name="shapeworld_clip_heldout", pretrained=None, model_config=rel_cfg,
+                     checkpoint="shapeworld/weights/shapeworld_clip_heldout.safetensors").load()
+    assert clip.encode_text(["a red cube"]).shape[0] == 1
+    pipe = DiffusionModel("shapeworld/weights/shapeworld_diffusion")._resolve_dir()
+    assert pipe == SUITE_ROOT / "shapeworld/weights/shapeworld_diffusion"
+    with pytest.raises(PriorWeightsNotFoundError, match="not found: shapeworld/weights/nope"):
+        DiffusionModel("shapeworld/weights/nope")._resolve_dir()
