@@ -28,12 +28,16 @@ def run(method: str, args) -> dict:
         cfg += ["--config", str(ROOT / SMOKE[method])]
     custom_sc = method == "DietNeRF" and args.lambda_sc is not None
     name = f"quality-{method.lower()}" + (f"-sc{args.lambda_sc:g}" if custom_sc else "")
+    if args.views:
+        name += f"-{args.views}views"
     if method == "DietNeRF" and args.tag:
         name += f"-{args.tag}"
     extra = ["--run.root", args.run_root, "--run.name", name, "--run.logger", "csv",
              "--trainer.enable_progress_bar", "false", "--trainer.accelerator", args.accelerator]
     if args.steps:
         extra += ["--trainer.max_steps", str(args.steps)]
+    if args.views:
+        extra += ["--data.init_args.num_train_views", str(args.views)]
     if custom_sc:
         lam = args.lambda_sc
         extra += ["--model.init_args.loss_weights",
@@ -57,6 +61,10 @@ def main(argv=None) -> int:
                     help="extra CLI argument of the DietNeRF run (repeat), e.g. "
                          "--dietnerf-arg=--model.init_args.pose_sampler.init_args.elevation_range=[15,50]")
     ap.add_argument("--tag", default="", help="suffix of the DietNeRF run name (with --dietnerf-arg)")
+    ap.add_argument("--views", type=int, default=None,
+                    help="number of observed views of both runs (default: the configs' 4; the same seeded draw)")
+    ap.add_argument("--only", choices=["NeRF", "DietNeRF"], default=None,
+                    help="run one method and print its row (run the two in parallel processes, one core each)")
     ap.add_argument("--run-root", default="runs/benchmarks")
     ap.add_argument("--accelerator", default="cpu")
     args = ap.parse_args(argv)
@@ -66,6 +74,11 @@ def main(argv=None) -> int:
               "`lightning fit --config experiments/shapeworld/train_clip.yaml`, copy the exported safetensors there "
               "(shapeworld/README.md), then rerun this benchmark.")
         return 2
+    if args.only:
+        r = run(args.only, args)
+        print(f"\n{args.only}: observed views {r.get('train_views')}, step {r['step']}: PSNR held-out {r['psnr']:.2f}, "
+              f"far views {r['psnr_far']:.2f} (>= {r['far_views_min_angle_deg']:.1f} deg), SSIM {r['ssim']:.3f}")
+        return 0
     results = {m: (json.loads(Path(args.baseline_metrics).read_text()) if m == "NeRF" and args.baseline_metrics
                    else run(m, args)) for m in ("NeRF", "DietNeRF")}
     base, diet = results["NeRF"], results["DietNeRF"]
