@@ -11,7 +11,9 @@ logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
 """
 
 import copy
+import functools
 import logging
+import math
 from typing import Literal, Optional, Sequence
 
 import torch
@@ -45,6 +47,10 @@ class DDPMSystem(LightningModule):
         p_uncond: probability of dropping the condition in training (CFG).
         lr: Adam learning rate (2e-4 for CIFAR-10, DDPM paper App. B).
         warmup_steps: linear learning-rate warm-up (5000, DDPM paper App. B).
+        lr_decay: after the warm-up, ``constant`` (DDPM paper App. B) or ``cosine`` decay to
+            ``lr_final_ratio · lr`` at the trainer's last step (short runs: the final weights are those of a
+            small learning rate instead of an EMA over a noisy constant one).
+        lr_final_ratio: the learning rate at the last step over ``lr`` for ``cosine``.
         ema_decay: decay of the EMA weights used for sampling (0.9999, DDPM paper); None disables EMA.
         sampler: ``ddpm`` (ancestral) or ``ddim`` for validation samples.
         sample_steps: denoising steps of validation samples.
@@ -74,6 +80,8 @@ class DDPMSystem(LightningModule):
         p_uncond: float = 0.1,
         lr: float = 2e-4,
         warmup_steps: int = 5000,
+        lr_decay: Literal["constant", "cosine"] = "constant",
+        lr_final_ratio: float = 0.1,
         ema_decay: Optional[float] = 0.9999,
         sampler: Sampler = "ddpm",
         sample_steps: int = 1000,
@@ -89,6 +97,9 @@ class DDPMSystem(LightningModule):
         export_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     ) -> None:
         super().__init__()
+        if lr_decay not in ("constant", "cosine") or not 0.0 <= lr_final_ratio <= 1.0:
+            raise ValueError(f"lr_decay must be 'constant' or 'cosine' and lr_final_ratio in [0, 1], "
+                             f"got {lr_decay!r} and {lr_final_ratio}")
         self.save_hyperparameters(ignore=["unet", "text_encoder", "optimizer"])
         self.unet, self.text_encoder, self.optimizer_factory = unet, text_encoder, optimizer
         self.ema = copy.deepcopy(unet).requires_grad_(False) if ema_decay is not None else None
@@ -236,7 +247,23 @@ class DDPMSystem(LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.unet.parameters() if p.requires_grad]
         opt = self.optimizer_factory(params) if self.optimizer_factory else torch.optim.Adam(params, lr=self.hparams.lr)
-        if self.hparams.warmup_steps <= 0:
+        h = self.hparams
+        if h.warmup_steps <= 0 and h.lr_decay == "constant":
             return opt
-        warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / self.hparams.warmup_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": warm, "interval": "step"}}
+        total = int(self.trainer.estimated_stepping_batches) if h.lr_decay == "cosine" else 0
+        factor = functools.partial(lr_factor, warmup=h.warmup_steps, total=total, decay=h.lr_decay,
+                                   final_ratio=h.lr_final_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                                                   "interval": "step"}}
+
+
+def lr_factor(step: int, warmup: int, total: int, decay: str = "constant", final_ratio: float = 0.1) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up over ``warmup`` steps, then
+    constant, or cosine from 1 at step ``warmup`` to ``final_ratio`` at step ``total`` (and after)."""
+    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    if decay == "constant":
+        return warm
+    if decay != "cosine":
+        raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {decay!r}")
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    return warm * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))

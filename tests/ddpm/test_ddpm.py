@@ -19,12 +19,41 @@ def tiny_unet(size: int = 8) -> UNet2DModel:
                        norm_num_groups=4)
 
 
-def tiny_cond_unet(size: int = 8, dim: int = 32) -> UNet2DConditionModel:
+def tiny_cond_unet(size: int = 8, dim: int = 32, text_time: bool = False) -> UNet2DConditionModel:
+    """``text_time``: the attention-pooled text states are also added to the timestep embedding
+    (diffusers ``addition_embed_type="text"``, as in DeepFloyd IF), as in the shapeworld prior."""
     torch.manual_seed(0)
+    extra = dict(addition_embed_type="text", addition_embed_type_num_heads=4) if text_time else {}
     return UNet2DConditionModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
                                 layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=dim,
-                                norm_num_groups=4, attention_head_dim=4)
+                                norm_num_groups=4, attention_head_dim=4, **extra)
+
+
+def test_lr_factor_warmup_then_cosine_to_final_ratio():
+    from ddpm.system import lr_factor
+
+    assert [lr_factor(s, 4, 100) for s in (0, 1, 3, 50, 99)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    f = [lr_factor(s, 4, 104, "cosine", 0.1) for s in (0, 3, 4, 54, 104, 200)]
+    assert f[0] == pytest.approx(0.25) and f[1] == pytest.approx(1.0) and f[2] == pytest.approx(1.0)
+    assert f[3] == pytest.approx(0.55)  # half way: 0.1 + 0.9 · (1 + cos(π/2)) / 2
+    assert f[4] == pytest.approx(0.1) and f[5] == pytest.approx(0.1)
+    assert lr_factor(10, 0, 20, "cosine", 0.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="lr_decay"):
+        DDPMSystem(tiny_unet(), lr_decay="linear")
+
+
+def test_cosine_decay_reaches_the_final_ratio_at_max_steps(tmp_path):
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader
+
+    system = DDPMSystem(tiny_unet(), ema_decay=None, lr=1e-3, warmup_steps=2, lr_decay="cosine", lr_final_ratio=0.2)
+    loader = DataLoader([{"image": torch.rand(3, 8, 8)} for _ in range(4)], batch_size=2)
+    trainer = Trainer(max_steps=6, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      limit_val_batches=0, default_root_dir=str(tmp_path), enable_model_summary=False)
+    trainer.fit(system, loader)
+    # the scheduler has stepped 6 times: the next step's learning rate is the final one
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.2e-3)
 
 
 def test_schedule_reference_values():

@@ -11,9 +11,10 @@ from ddpm.system import DDPMSystem
 from tests.ddpm.test_ddpm import tiny_cond_unet
 
 
-def test_export_conditional_pipeline_round_trip(tmp_path):
+@pytest.mark.parametrize("text_time", [False, True], ids=["cross-attention", "cross-attention+pooled-text-time"])
+def test_export_conditional_pipeline_round_trip(tmp_path, text_time):
     enc = CLIPTextConditioner(tiny_models.tiny_clip())
-    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, ema_decay=None).eval()
+    system = DDPMSystem(tiny_cond_unet(dim=enc.dim, text_time=text_time), text_encoder=enc, ema_decay=None).eval()
     export_pipeline(system, tmp_path / "pipe")
     prior = DiffusionModel(model=str(tmp_path / "pipe")).load()
     prompts = ["a red cube", "an orange chair that is small", ""]
