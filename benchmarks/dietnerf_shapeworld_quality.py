@@ -1,4 +1,4 @@
-"""DietNeRF vs. the plain NeRF baseline on the shapeworld few-view scene (same 4 views, same networks, same
+"""DietNeRF vs. the plain NeRF baseline on the shapeworld few-view scene (same views, same networks, same
 steps): held-out-view PSNR over the 24 ring views, and PSNR on the views far from the observed ones (the half
 whose camera is furthest, in angle, from its nearest observed camera).
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                          "--dietnerf-arg=--model.init_args.pose_sampler.init_args.elevation_range=[15,50]")
     ap.add_argument("--tag", default="", help="suffix of the DietNeRF run name (with --dietnerf-arg)")
     ap.add_argument("--views", type=int, default=None,
-                    help="number of observed views of both runs (default: the configs' 4; the same seeded draw)")
+                    help="number of observed views of both runs (default: the configs' 2; the same seeded draw)")
     ap.add_argument("--only", choices=["NeRF", "DietNeRF"], default=None,
                     help="run one method and print its row (run the two in parallel processes, one core each)")
     ap.add_argument("--run-root", default="runs/benchmarks")
