@@ -21,7 +21,8 @@ def tiny_unet(size: int = 8) -> UNet2DModel:
 
 def tiny_cond_unet(size: int = 8, dim: int = 32, text_time: bool = False) -> UNet2DConditionModel:
     """``text_time``: the attention-pooled text states are also added to the timestep embedding
-    (diffusers ``addition_embed_type="text"``, as in DeepFloyd IF), as in the shapeworld prior."""
+    (diffusers ``addition_embed_type="text"``, as in DeepFloyd IF; tried for the shapeworld prior, see
+    shapeworld/README.md, not shipped)."""
     torch.manual_seed(0)
     extra = dict(addition_embed_type="text", addition_embed_type_num_heads=4) if text_time else {}
     return UNet2DConditionModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
