@@ -75,7 +75,8 @@ def random_priors(folder: Path) -> Path:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--limit", type=int, default=66, help="captions per method (the first N of the 66)")
+    p.add_argument("--limit", type=int, default=66, help="captions per method (the first N of the 66, after --stride)")
+    p.add_argument("--stride", type=int, default=1, help="every k-th caption (7: 10 captions over 10 kinds and 6 colours)")
     p.add_argument("--root", default="runs/bench_vectorfusion_shapeworld")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--methods", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -105,7 +106,8 @@ def main() -> None:
             configs.append(str(override))
         name = f"{method}{'-tiny' if args.tiny else '-random' if args.random_priors else ''}"
         config_args = [a for c in configs for a in ("--config", c)]
-        records = sweep.main(["--captions", "shapeworld", "--end", str(args.limit), "--name", name, "--root",
+        records = sweep.main(["--captions", "shapeworld", "--end", str(min(66, args.limit * args.stride)),
+                              "--stride", str(args.stride), "--name", name, "--root",
                               str(root), "--threads", str(args.threads), *config_args, "--", *extra])
         done = [r for r in records if r["exit"] == 0]
         rows.append((method, len(records), done, len(records) - len(done)))

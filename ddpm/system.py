@@ -13,7 +13,6 @@ logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
 import copy
 import functools
 import logging
-import math
 from typing import Literal, Optional, Sequence
 
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 from common.callbacks import log_media, run_dir
 from common.checks import check_finite_loss
 from common.export import image_grid, save_image
+from common.lr_schedules import warmup_cosine_factor
 from ddpm.conditioning import CLIPTextConditioner, drop_condition
 from ddpm.fid import make_fid
 from ddpm.sampling import Sampler, make_scheduler, sample
@@ -251,19 +251,8 @@ class DDPMSystem(LightningModule):
         if h.warmup_steps <= 0 and h.lr_decay == "constant":
             return opt
         total = int(self.trainer.estimated_stepping_batches) if h.lr_decay == "cosine" else 0
-        factor = functools.partial(lr_factor, warmup=h.warmup_steps, total=total, decay=h.lr_decay,
+        factor = functools.partial(warmup_cosine_factor, warmup=h.warmup_steps, total=total, decay=h.lr_decay,
                                    final_ratio=h.lr_final_ratio)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
                                                    "interval": "step"}}
 
-
-def lr_factor(step: int, warmup: int, total: int, decay: str = "constant", final_ratio: float = 0.1) -> float:
-    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up over ``warmup`` steps, then
-    constant, or cosine from 1 at step ``warmup`` to ``final_ratio`` at step ``total`` (and after)."""
-    warm = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-    if decay == "constant":
-        return warm
-    if decay != "cosine":
-        raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {decay!r}")
-    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
-    return warm * (final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))

@@ -12,6 +12,7 @@ Validation: top-1 retrieval of the correct caption among all kind × colour capt
 :class:`common.priors.clip.CLIPModel` loads (``model_config`` + ``checkpoint``).
 """
 
+import functools
 import json
 import math
 import shutil
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from common.callbacks import run_dir
 from common.io import atomic_path
+from common.lr_schedules import warmup_cosine_factor
 from shapeworld.captions import HELDOUT_TEMPLATES, RETRIEVAL_TEMPLATE, all_captions
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -125,13 +127,8 @@ class ShapeWorldCLIPSystem(LightningModule):
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=self.hparams.lr, betas=(0.9, 0.98), eps=1e-6)
         total = max(1, int(self.trainer.max_steps) if self.trainer and self.trainer.max_steps > 0 else 10000)
-        warm = max(1, self.hparams.warmup_steps)
-
-        def schedule(step: int) -> float:  # linear warm-up, cosine decay (open_clip's default schedule)
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
+        # linear warm-up, cosine decay to 0 (open_clip's default schedule)
+        schedule = functools.partial(warmup_cosine_factor, warmup=max(1, self.hparams.warmup_steps), total=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, schedule), "interval": "step"}}
 
     # ------------------------------------------------------------------ export

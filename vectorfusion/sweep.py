@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                         help="one caption per line; 'shapeworld' = the 66 shapeworld captions")
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--end", type=int, default=None)
+    parser.add_argument("--stride", type=int, default=1,
+                        help="every k-th caption of [start, end) (a subset spread over the list)")
     parser.add_argument("--name", default=None, help="run-name prefix (default: the first config's stem)")
     parser.add_argument("--root", default="runs")
     parser.add_argument("--threads", type=int, default=None, help="OMP/torch threads per run")
@@ -70,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     env = dict(os.environ)
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    if args.stride < 1:
+        raise SystemExit(f"--stride must be at least 1, got {args.stride}")
     records = []
-    for i in range(args.start, min(args.end or len(captions), len(captions))):
+    for i in range(args.start, min(args.end or len(captions), len(captions)), args.stride):
         if finished(Path(args.root), name, i):
             print(f"[{i:03d}] done already: {captions[i]!r}")
             continue

@@ -31,15 +31,7 @@ def tiny_cond_unet(size: int = 8, dim: int = 32, text_time: bool = False) -> UNe
                                 norm_num_groups=4, attention_head_dim=4, **extra)
 
 
-def test_lr_factor_warmup_then_cosine_to_final_ratio():
-    from ddpm.system import lr_factor
-
-    assert [lr_factor(s, 4, 100) for s in (0, 1, 3, 50, 99)] == [0.25, 0.5, 1.0, 1.0, 1.0]
-    f = [lr_factor(s, 4, 104, "cosine", 0.1) for s in (0, 3, 4, 54, 104, 200)]
-    assert f[0] == pytest.approx(0.25) and f[1] == pytest.approx(1.0) and f[2] == pytest.approx(1.0)
-    assert f[3] == pytest.approx(0.55)  # half way: 0.1 + 0.9 · (1 + cos(π/2)) / 2
-    assert f[4] == pytest.approx(0.1) and f[5] == pytest.approx(0.1)
-    assert lr_factor(10, 0, 20, "cosine", 0.0) == pytest.approx(0.5)
+def test_ddpm_rejects_an_unknown_lr_decay():
     with pytest.raises(ValueError, match="lr_decay"):
         DDPMSystem(tiny_unet(), lr_decay="linear")
 

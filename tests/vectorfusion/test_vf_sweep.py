@@ -30,3 +30,19 @@ def test_sweep_runs_each_caption_once_and_resumes(tmp_path, monkeypatch):
     assert sweep.finished(runs, "vectorfusion", 1) and not sweep.finished(runs, "vectorfusion", 2)
     records = sweep.main(args[:-5] + ["--end", "3"])  # resumes: only caption 2 is left
     assert [r["index"] for r in records] == [2] and len(calls) == 3
+
+
+def test_sweep_stride_takes_every_kth_caption(tmp_path, monkeypatch):
+    captions = tmp_path / "caps.txt"
+    captions.write_text("".join(f"caption {i}\n" for i in range(7)))
+    prompts = []
+
+    def fake_call(cmd, env=None):
+        prompts.append(cmd[cmd.index("--model.init_args.prompt") + 1])
+        return 1  # a failed run leaves no result.json
+
+    monkeypatch.setattr(sweep.subprocess, "call", fake_call)
+    records = sweep.main(["--config", "experiments/vectorfusion.yaml", "--captions", str(captions),
+                          "--root", str(tmp_path / "runs"), "--start", "1", "--stride", "3"])
+    assert prompts == ["caption 1", "caption 4"] and [r["index"] for r in records] == [1, 4]
+    assert all(r["exit"] == 1 for r in records)
