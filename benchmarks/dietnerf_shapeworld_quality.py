@@ -30,6 +30,8 @@ def run(method: str, args) -> dict:
     name = f"quality-{method.lower()}" + (f"-sc{args.lambda_sc:g}" if custom_sc else "")
     if args.views:
         name += f"-{args.views}views"
+    if args.view_seed:
+        name += f"-seed{args.view_seed}"
     if method == "DietNeRF" and args.tag:
         name += f"-{args.tag}"
     extra = ["--run.root", args.run_root, "--run.name", name, "--run.logger", "csv",
@@ -38,6 +40,8 @@ def run(method: str, args) -> dict:
         extra += ["--trainer.max_steps", str(args.steps)]
     if args.views:
         extra += ["--data.init_args.num_train_views", str(args.views)]
+    if args.view_seed:
+        extra += ["--data.init_args.train_view_seed", str(args.view_seed)]
     if custom_sc:
         lam = args.lambda_sc
         extra += ["--model.init_args.loss_weights",
@@ -63,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="", help="suffix of the DietNeRF run name (with --dietnerf-arg)")
     ap.add_argument("--views", type=int, default=None,
                     help="number of observed views of both runs (default: the configs' 2; the same seeded draw)")
+    ap.add_argument("--view-seed", type=int, default=0,
+                    help="seed of the observed-view draw of both runs (default: the configs' 0)")
     ap.add_argument("--only", choices=["NeRF", "DietNeRF"], default=None,
                     help="run one method and print its row (run the two in parallel processes, one core each)")
     ap.add_argument("--run-root", default="runs/benchmarks")
