@@ -106,7 +106,7 @@ def main() -> None:
             configs.append(str(override))
         name = f"{method}{'-tiny' if args.tiny else '-random' if args.random_priors else ''}"
         config_args = [a for c in configs for a in ("--config", c)]
-        records = sweep.main(["--captions", "shapeworld", "--end", str(min(66, args.limit * args.stride)),
+        records = sweep.main(["--captions", "shapeworld", "--end", str(args.limit * args.stride),
                               "--stride", str(args.stride), "--name", name, "--root",
                               str(root), "--threads", str(args.threads), *config_args, "--", *extra])
         done = [r for r in records if r["exit"] == 0]
