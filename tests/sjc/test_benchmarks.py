@@ -25,7 +25,22 @@ def test_quality_benchmark_runs_end_to_end_with_tiny_models(tmp_path, monkeypatc
                           "--seeds", "0", "--threads", "1", "--out", str(out)])
     row = summary["experiments/shapeworld/sjc.yaml"]
     assert row["n"] == 1 and 0 <= row["r_precision"] <= 1 and row["max_seconds"] > 0
-    assert json.loads(out.read_text())["configs"]["experiments/shapeworld/sjc.yaml"]["runs"][0]["seed"] == 0
+    run = json.loads(out.read_text())["configs"]["experiments/shapeworld/sjc.yaml"]["runs"][0]
+    assert run["seed"] == 0 and run["prompt"] == "an image of a red cube"
+    assert len(run["retrieved"]) == row["n"] and all(r.startswith("a") for r in run["retrieved"])  # one per render
+
+
+def test_dev_prompts_are_disjoint_from_the_evaluation_prompts(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    bench = _load("sjc_shapeworld_quality")
+    assert not set(bench.DEV_PROMPT_PAIRS) & set(bench.PROMPT_SETS["heldout"])
+    out = tmp_path / "dev.json"
+    bench.main(["--configs", "experiments/shapeworld/sjc.yaml", "--override", "tests/overrides/shapeworld/sjc.yaml",
+                "--clip-config", "common/testing/tiny_clip.json", "--skip-prior-check", "--prompt-set", "dev",
+                "--n-prompts", "1", "--seeds", "0", "--threads", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["prompt_set"] == "dev"
+    assert result["configs"]["experiments/shapeworld/sjc.yaml"]["runs"][0]["prompt"] == "an image of a red sphere"
 
 
 def test_quality_benchmark_reports_pending_without_the_prior(capsys, monkeypatch):
