@@ -117,9 +117,8 @@ def main(argv=None):
             for seed in a.seeds:
                 for c in a.configs:  # same caption and seed for every config: side by side
                     system, secs = run_one(c, prompt, seed, root, extra)
-                    res, imgs = evaluate(system, clip, caption_emb, pair_index(kind, colour))
-                    with torch.no_grad():  # what each render was read as: the diagnosis of a miss
-                        read = [captions[i] for i in (clip.encode_image(imgs.to(clip.device)) @ caption_emb.t()).argmax(1).tolist()]
+                    res, _ = evaluate(system, clip, caption_emb, pair_index(kind, colour))
+                    read = [captions[i] for i in res.retrieved.tolist()]  # what each render was read as
                     rows[c]["correct"] += res.correct.tolist()
                     rows[c]["times"].append(secs)
                     rows[c]["runs"].append({"prompt": prompt, "seed": seed, "r_precision": res.value, "seconds": secs,

@@ -44,12 +44,14 @@ class RPrecision:
         sem: standard error in percent, ``100·sqrt(p(1−p)/(n−1))``.
         n: number of images.
         correct: ``[n]`` bool, per-image outcome.
+        retrieved: ``[n]`` index of the caption each image retrieved (what a miss was read as).
     """
 
     value: float
     sem: float
     n: int
     correct: Tensor
+    retrieved: Tensor
 
     @property
     def percent(self) -> float:
@@ -87,9 +89,11 @@ def r_precision(image_emb: Tensor, caption_emb: Tensor, true_idx: Tensor) -> RPr
         raise ValueError("true caption index out of range of the caption pool")
     sim = torch.nn.functional.normalize(image_emb.float(), dim=-1) @ torch.nn.functional.normalize(
         caption_emb.float(), dim=-1).T  # [N, M]
-    correct = sim.argmax(dim=-1) == true_idx
+    retrieved = sim.argmax(dim=-1)
+    correct = retrieved == true_idx
     p = correct.float().mean().item() if len(correct) else float("nan")
-    return RPrecision(value=p, sem=r_precision_sem(p, len(correct)), n=len(correct), correct=correct.cpu())
+    return RPrecision(value=p, sem=r_precision_sem(p, len(correct)), n=len(correct), correct=correct.cpu(),
+                      retrieved=retrieved.cpu())
 
 
 def normalize_caption(caption: str) -> str:

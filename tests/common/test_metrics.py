@@ -30,6 +30,7 @@ def test_r_precision_perfect_constant_and_hand_built():
     sim_imgs = torch.eye(3)[[0, 2, 2]]  # argmaxes 0, 2, 2 vs true 0, 1, 2
     res = r_precision(sim_imgs, torch.eye(3), torch.arange(3))
     assert res.value == pytest.approx(2 / 3) and res.correct.tolist() == [True, False, True]
+    assert res.retrieved.tolist() == [0, 2, 2]  # the miss (image 1) was read as caption 2
     tie = r_precision(torch.ones(1, 2), torch.eye(2), torch.tensor([0]))  # tie -> lowest index
     assert tie.value == 1.0
 
