@@ -14,7 +14,7 @@ script stops with the commands that produce them. Usage::
 
     python benchmarks/sjc_shapeworld_quality.py [--seeds 0 1 2] [--threads 2] [--out runs/sjc_shapeworld_quality.json]
     python benchmarks/sjc_shapeworld_quality.py --prompt-set dev --seeds 0 --configs experiments/shapeworld/sjc.yaml \
-        --override my_change.yaml       # tune on the four dev prompts, never on the evaluation ones
+        --override my_change.yaml       # tune on the five dev prompts, never on the evaluation ones
 """
 
 import argparse
@@ -40,7 +40,7 @@ from shapeworld.captions import HELDOUT_PROMPT_PAIRS, HELDOUT_TEMPLATES, RETRIEV
 CONFIGS = ["experiments/shapeworld/sjc.yaml", "experiments/shapeworld/sjc_sds.yaml"]
 #: tuning prompts, disjoint from the ten held-out evaluation pairs: the shapeworld configs' guidance scale and
 #: grid size were chosen on these (``--prompt-set dev``), never on the evaluation prompts
-DEV_PROMPT_PAIRS = (("sphere", "red"), ("cone", "blue"), ("cube", "green"), ("cylinder", "orange"))
+DEV_PROMPT_PAIRS = (("sphere", "red"), ("cone", "blue"), ("cube", "green"), ("cylinder", "orange"), ("torus", "green"))
 PROMPT_SETS = {"heldout": HELDOUT_PROMPT_PAIRS, "dev": DEV_PROMPT_PAIRS}
 
 
@@ -89,7 +89,7 @@ def main(argv=None):
     p.add_argument("--configs", nargs="+", default=CONFIGS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--prompt-set", choices=list(PROMPT_SETS), default="heldout",
-                   help="heldout: the ten evaluation prompts (the bar); dev: four tuning prompts disjoint from them")
+                   help="heldout: the ten evaluation prompts (the bar); dev: five tuning prompts disjoint from them")
     p.add_argument("--n-prompts", type=int, default=None, help="first N prompts of the set (default: all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--override", action="append", default=[], help="extra --config layered on each run (testing)")
