@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/dreamfields_shapeworld_rprecision")
     ap.add_argument("--limit", type=int, default=None, help="number of captions (default: all 66)")
     ap.add_argument("--stride", type=int, default=1, help="take every k-th caption (spreads a subset over kinds)")
+    ap.add_argument("--start", type=int, default=0, help="first caption index of the stride (another subset: use a new --out)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--random-weights", action="store_true",
@@ -64,7 +65,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     captions = load_captions(SHAPEWORLD_FILE, normalize=False)
-    chosen = captions[::args.stride][:args.limit]
+    chosen = captions[args.start::args.stride][:args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "captions.txt"  # the sweep's caption list; the R-precision pool stays all 66
         subset.write_text("\n".join(chosen) + "\n")

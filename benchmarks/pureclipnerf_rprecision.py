@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N captions only (0 = all)")
     ap.add_argument("--stride", type=int, default=1,
                     help="every k-th caption (before --limit); --stride 11 --limit 6 is Dream Fields' benchmark subset")
+    ap.add_argument("--start", type=int, default=0, help="first caption index of the stride (another subset: use a new --out)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/bench_pureclipnerf_rprecision")
     ap.add_argument("--overrides", nargs="*", default=[],
@@ -75,7 +76,7 @@ def main() -> None:
     from pureclipnerf.captions import load_captions
 
     captions = load_captions(args.captions, normalize=args.captions == "oc_coco")
-    captions = captions[::args.stride]
+    captions = captions[args.start::args.stride]
     if args.limit:
         captions = captions[:args.limit]
     if args.overrides and len(args.overrides) != len(args.configs):
