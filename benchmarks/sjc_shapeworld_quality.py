@@ -38,8 +38,8 @@ from common.priors.clip import CLIPModel  # noqa: E402
 from shapeworld.captions import HELDOUT_PROMPT_PAIRS, HELDOUT_TEMPLATES, RETRIEVAL_TEMPLATE, all_captions, caption, pair_index  # noqa: E402
 
 CONFIGS = ["experiments/shapeworld/sjc.yaml", "experiments/shapeworld/sjc_sds.yaml"]
-#: tuning prompts, disjoint from the ten held-out evaluation pairs: the shapeworld configs' guidance scale and
-#: grid size were chosen on these (``--prompt-set dev``), never on the evaluation prompts
+#: tuning prompts, disjoint from the ten held-out evaluation pairs: the shapeworld configs' guidance scale, grid
+#: size and emptiness weights were chosen on these (``--prompt-set dev``), never on the evaluation prompts
 DEV_PROMPT_PAIRS = (("sphere", "red"), ("cone", "blue"), ("cube", "green"), ("cylinder", "orange"), ("torus", "green"))
 PROMPT_SETS = {"heldout": HELDOUT_PROMPT_PAIRS, "dev": DEV_PROMPT_PAIRS}
 
