@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--prompts", choices=["heldout", "all"], default="heldout")
     ap.add_argument("--iters", type=int, default=None, help="override n_iters (default: the config's 20)")
     ap.add_argument("--views", type=int, default=8, help="evaluation views per shape")
+    ap.add_argument("--limit", type=int, default=None, help="score only the first N prompts (a smoke run)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write per-prompt rows here")
     args = ap.parse_args()
@@ -55,21 +56,25 @@ def main() -> None:
     system = build_system(args)
     ps = shapeworld_eval_prompts(args.prompts)
     rows = []
-    for i, (prompt, true) in enumerate(zip(ps.prompts, ps.true_index)):
+    for i, (prompt, true) in enumerate(list(zip(ps.prompts, ps.true_index))[:args.limit]):
         x, _ = system.text_features(prompt)
         s1 = system.evaluate_code(system.stage1_code(x), prompt, ps.pool, true)
         start = time.perf_counter()
         res = system.optimise(prompt, seed=i)
+        seconds = time.perf_counter() - start
         s2 = system.evaluate_code(res["code"], prompt, ps.pool, true)
-        rows.append({"prompt": prompt, "stage1": s1, "stage2": s2, "seconds": time.perf_counter() - start})
+        snaps = {f"stage2_it{k}": system.evaluate_code(v["code"], prompt, ps.pool, true) for k, v in sorted(res["snapshots"].items())}
+        rows.append({"prompt": prompt, "stage1": s1, **snaps, "stage2": s2, "seconds": seconds})
         print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
               f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
     n = len(rows) * args.views
     print(f"\n| | R-precision@1 (held-out CLIP, {len(rows)} prompts × {args.views} views) | CLIP similarity |\n|---|---|---|")
-    for stage in ("stage1", "stage2"):
+    for stage in [k for k in rows[0] if k.startswith("stage")]:
         p = sum(r[stage]["r_precision"] for r in rows) / len(rows)
         sim = sum(r[stage]["clip_similarity"] for r in rows) / len(rows)
-        label = "stage 1 only (M(f_T), no optimisation)" if stage == "stage1" else "stage 2 (20 iterations)"
+        label = ("stage 1 only (M(f_T), no optimisation)" if stage == "stage1" else
+                 f"stage 2 ({system.hparams.n_iters} iterations)" if stage == "stage2" else
+                 f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)")
         print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {sim:.3f} |")
     print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
     if args.json:

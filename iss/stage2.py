@@ -113,6 +113,8 @@ class Stage2System(LightningModule):
         video_frames, video_res: the turntable video (0 frames: none).
         eval_clip: a CLIP **different** from ``clip`` for R-precision / similarity (None: no evaluation).
         n_eval_views, eval_res: views per shape for evaluation.
+        snapshot_iters: iterations after which ``M'`` is also kept (the code checkpoints at local iterations 5 and 15;
+            results use iteration 20, [C]); each is written as ``result_it<k>.pt`` beside ``result.pt``.
     """
 
     def __init__(self, clip: CLIPModel, decoder: Optional[DVRDecoder] = None, mapper: Optional[CLIP2ShapeMapper] = None,
@@ -124,11 +126,13 @@ class Stage2System(LightningModule):
                  tau1: float = 0.75, tau2: float = 0.9, export_mesh: bool = True, mesh_resolution_0: int = 32,
                  mesh_upsampling_steps: int = 3, mesh_bound: float = 0.5, n_preview_views: int = 5, preview_res: int = 100,
                  video_frames: int = 30, video_res: int = 100, eval_clip: Optional[CLIPModel] = None, n_eval_views: int = 8,
-                 eval_res: Optional[int] = None) -> None:
+                 eval_res: Optional[int] = None, snapshot_iters: List[int] = [5, 15]) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["clip", "decoder", "mapper", "renderer", "views", "eval_clip"])
         if n_iters < 0 or n_views < 1 or render_res < 2:
             raise ValueError(f"need n_iters >= 0, n_views >= 1, render_res >= 2; got {n_iters}, {n_views}, {render_res}")
+        if any(k < 1 for k in snapshot_iters):
+            raise ValueError(f"snapshot_iters counts optimiser steps from 1; got {snapshot_iters}")
         self.clip, self.eval_clip = clip, eval_clip
         self.decoder = (decoder if decoder is not None else DVRDecoder()).requires_grad_(False)
         self.mapper = mapper if mapper is not None else CLIP2ShapeMapper()
@@ -218,6 +222,7 @@ class Stage2System(LightningModule):
         g = torch.Generator().manual_seed(int(seed))
         x, target = self.text_features(prompt, g)
         history: Dict[str, List[float]] = {"loss": [], "loss_clip": [], "loss_bg": [], "hit_fraction": []}
+        snapshots: Dict[int, dict] = {}  # iteration → {"code", "mapper"} (the code's intermediate checkpoints)
         start = time.perf_counter()
         for it in range(h.n_iters):
             cams = self.views.sample(h.n_views, g).scale_translation(h.cam_scale).to(self.device)
@@ -231,11 +236,15 @@ class Stage2System(LightningModule):
             optimizer.step()
             for k in history:
                 history[k].append(float(terms[k].detach()))
+            if it + 1 in h.snapshot_iters and it + 1 < h.n_iters:
+                with torch.no_grad():
+                    snapshots[it + 1] = {"code": self.mapper(x)[0].detach().cpu(),
+                                         "mapper": {k: v.detach().cpu().clone() for k, v in self.mapper.state_dict().items()}}
         seconds = time.perf_counter() - start
         with torch.no_grad():
             code = self.mapper(x)[0].detach()
         return {"prompt": prompt, "seed": int(seed), "mapper_input": x[0].detach().cpu(), "target": target[0].detach().cpu(),
-                "code": code.cpu(), "history": history, "seconds": seconds}
+                "code": code.cpu(), "history": history, "seconds": seconds, "snapshots": snapshots}
 
     @torch.no_grad()
     def stage1_code(self, x: Tensor) -> Tensor:
@@ -289,12 +298,17 @@ class Stage2System(LightningModule):
         name = f"{int(batch.get('index', 0)):03d}_{int(batch.get('variant', 0))}_{slugify(result['prompt'])}"
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
-        record = {k: v for k, v in result.items() if k not in ("mapper_input", "target", "code")}
+        record = {k: v for k, v in result.items() if k not in ("mapper_input", "target", "code", "snapshots")}
         saved = dict(prompt=result["prompt"], seed=result["seed"], code=result["code"], mapper_input=result["mapper_input"],
                      target=result["target"], mapper={k: v.detach().cpu() for k, v in self.mapper.state_dict().items()},
-                     stage1_ckpt=str(h.stage1_ckpt), decoder=decoder_meta(self.decoder), stage="stage2_result")
-        with atomic_path(folder / "result.pt") as tmp:
-            torch.save(saved, tmp)
+                     stage1_ckpt=str(h.stage1_ckpt), decoder=decoder_meta(self.decoder), stage="stage2_result",
+                     iteration=h.n_iters)
+        files = {"result.pt": saved}
+        for it, snap in result.get("snapshots", {}).items():
+            files[f"result_it{it:03d}.pt"] = {**saved, **snap, "iteration": it}
+        for fname, payload in files.items():
+            with atomic_path(folder / fname) as tmp:
+                torch.save(payload, tmp)
         pool = getattr(getattr(trainer, "datamodule", None), "retrieval_pool", None)
         if self.eval_clip is not None:
             true = int(batch.get("retrieval_index", 0))

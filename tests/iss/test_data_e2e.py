@@ -98,12 +98,15 @@ def test_e2e_tiny(tmp_path, tiny_clip_model, tiny_parts, scene_items):
     _, dec2, mapper2, ren2 = tiny_parts(seed=2, n_steps=12)
     s2 = Stage2System(tiny_clip_model, dec2, mapper2, ren2, ViewSampler(), stage1_ckpt=str(tmp_path / "stage1.ckpt"),
                       n_iters=2, n_views=2, render_res=12, mesh_resolution_0=8, mesh_upsampling_steps=1, n_preview_views=2,
-                      preview_res=12, video_frames=2, video_res=12, eval_clip=tiny_clip_model, n_eval_views=2, eval_res=12)
+                      preview_res=12, video_frames=2, video_res=12, eval_clip=tiny_clip_model, n_eval_views=2, eval_res=12,
+                      snapshot_iters=[1])
     t2 = _trainer(tmp_path, "stage2", max_epochs=1)
     t2.fit(s2, datamodule=PromptDataModule(prompts=["a red sphere"]))
     assert t2.global_step == 2  # optimiser steps = iterations
     folder = tmp_path / "stage2" / "prompts" / "000_0_a_red_sphere"
     assert (folder / "result.pt").is_file() and (folder / "views.png").is_file() and (folder / "turntable.mp4").is_file()
+    snap = torch.load(folder / "result_it001.pt", weights_only=True)  # the intermediate checkpoint, same layout
+    assert snap["iteration"] == 1 and snap["stage"] == "stage2_result" and snap["code"].shape == (dec2.c_dim,)
     summary = json.loads((tmp_path / "stage2" / "stage2_metrics.json").read_text())
     assert summary["n_prompts"] == 1 and "stage1_r_precision" in summary and "stage2_clip_similarity" in summary
     assert all(math.isfinite(v) for v in json.loads((folder / "metrics.json").read_text())["history"]["loss"])

@@ -102,6 +102,26 @@ def test_stage2_decreases_clip_loss():
     assert red(res["code"]) > red0
 
 
+def test_stage2_snapshots_are_the_shorter_runs():
+    """The iteration-k snapshot (the code's intermediate checkpoints) is exactly the result of a k-iteration run."""
+    torch.manual_seed(0)
+    dec = CodeSphereField(8)
+    kw = dict(allow_random_init=True, n_views=2, render_res=8, lr=3e-2, snapshot_iters=[2, 3])
+    s = Stage2System(ToyCLIP(), dec, CLIP2ShapeMapper(16, 16, 8), DVRRenderer(bound=0.5, n_steps=8), ViewSampler(),
+                     n_iters=4, **kw)
+    s.load_pretrained()
+    res = s.optimise("a red ball", seed=3)
+    assert sorted(res["snapshots"]) == [2, 3]
+    short = copy.deepcopy(s)
+    short.hparams.n_iters = 2
+    res2 = short.optimise("a red ball", seed=3)
+    assert torch.allclose(res["snapshots"][2]["code"], res2["code"], atol=1e-6)
+    assert not torch.allclose(res["snapshots"][2]["code"], res["code"])  # later iterations moved on
+    assert all(torch.allclose(v, short.mapper.state_dict()[k], atol=1e-6) for k, v in res["snapshots"][2]["mapper"].items())
+    with pytest.raises(ValueError, match="snapshot_iters"):
+        Stage2System(ToyCLIP(), dec, CLIP2ShapeMapper(16, 16, 8), snapshot_iters=[0])
+
+
 def test_stage2_only_mapper_changes(tiny_clip_model, tiny_parts, surface_decoder):
     _, dec, mapper, ren = tiny_parts(n_steps=8)
     surface_decoder(dec)
