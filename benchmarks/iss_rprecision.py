@@ -18,6 +18,9 @@ Needs the trained chain and both shipped shapeworld CLIPs::
     python benchmarks/iss_rprecision.py --stage1-ckpt runs/shapeworld-iss_stage1/version_0/checkpoints/last.ckpt
 
 (the same numbers come out of ``lightning fit --config experiments/shapeworld/iss.yaml`` in ``stage2_metrics.json``).
+
+Ablations of Table 1 (spec §10.3): ``--svr-ckpt <stage-0 ckpt>`` instead of ``--stage1-ckpt`` is "w/o stage 1" (random
+``M``, the SVR decoder without ``L_bg`` fine-tuning); ``--lambda-bg 0`` is "w/o L_bg2".
 """
 
 import argparse
@@ -32,7 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage1-ckpt", required=True)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--stage1-ckpt", help="ISS: the stage-1 checkpoint")
+    src.add_argument("--svr-ckpt", help="the 'w/o stage 1' ablation: stage-0 decoder, random mapper (its 'stage 1' row is the "
+                                        "random mapper)")
+    ap.add_argument("--lambda-bg", type=float, default=None, help="stage-2 λ_bg (0: the 'w/o L_bg2' ablation; default: the config's 3)")
     ap.add_argument("--config", default=str(ROOT / "experiments/shapeworld/iss.yaml"), help="stage-2 config for the sizes")
     ap.add_argument("--prompts", choices=["heldout", "all"], default="heldout")
     ap.add_argument("--iters", type=int, default=None, help="override n_iters (default: the config's 20)")
@@ -72,7 +79,8 @@ def main() -> None:
     for stage in [k for k in rows[0] if k.startswith("stage")]:
         p = sum(r[stage]["r_precision"] for r in rows) / len(rows)
         sim = sum(r[stage]["clip_similarity"] for r in rows) / len(rows)
-        label = ("stage 1 only (M(f_T), no optimisation)" if stage == "stage1" else
+        label = (("random M, stage-0 D (no optimisation)" if args.svr_ckpt else "stage 1 only (M(f_T), no optimisation)")
+                 if stage == "stage1" else
                  f"stage 2 ({system.hparams.n_iters} iterations)" if stage == "stage2" else
                  f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)")
         print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {sim:.3f} |")
@@ -95,6 +103,9 @@ def build_system(args):
     parser.add_argument("--seed_everything", type=int)
     cfg = parser.parse_path(args.config)
     cfg.model.init_args.stage1_ckpt = args.stage1_ckpt
+    cfg.model.init_args.svr_ckpt = args.svr_ckpt
+    if args.lambda_bg is not None:
+        cfg.model.init_args.lambda_bg = args.lambda_bg
     cfg.model.init_args.n_eval_views = args.views
     if args.iters is not None:
         cfg.model.init_args.n_iters = args.iters

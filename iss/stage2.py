@@ -94,6 +94,8 @@ class Stage2System(LightningModule):
         renderer: the DVR renderer (128 ray samples at test time [S]).
         views: random cameras (ISS: random training cameras; ``camera_files`` of DVR ``cameras.npz``).
         stage1_ckpt: the stage-1 checkpoint (``experiments/iss_stage1.yaml``).
+        svr_ckpt: the "w/o stage 1" ablation (Table 1, spec §10.3): with ``stage1_ckpt: null``, ``D`` is the stage-0
+            SVR decoder (no ``L_bg`` fine-tuning) and ``M`` starts from its random initialisation (seeded) [P][S].
         allow_random_init: TEST ONLY — with ``stage1_ckpt: null`` start from freshly initialised ``M`` and ``D``.
         n_iters: optimiser steps per prompt (20, [P][C]).
         n_views: views per iteration (10, [C]).
@@ -119,7 +121,7 @@ class Stage2System(LightningModule):
 
     def __init__(self, clip: CLIPModel, decoder: Optional[DVRDecoder] = None, mapper: Optional[CLIP2ShapeMapper] = None,
                  renderer: Optional[DVRRenderer] = None, views: Optional[ViewSampler] = None, stage1_ckpt: Optional[str] = None,
-                 allow_random_init: bool = False, n_iters: int = 20, n_views: int = 10, render_res: int = 90,
+                 svr_ckpt: Optional[str] = None, allow_random_init: bool = False, n_iters: int = 20, n_views: int = 10, render_res: int = 90,
                  cam_scale: float = 1.5, lr: float = 1e-4, lambda_clip: float = 4.0, lambda_bg: float = 3.0,
                  bg_loss_form: BgForm = "l1_mean", clip_norm: ClipNorm = "clip", clip_resize_mode: ResizeMode = "nearest",
                  transpose_clip_input: bool = False, n_steps: Optional[int] = None, diversity: bool = False,
@@ -131,6 +133,8 @@ class Stage2System(LightningModule):
         self.save_hyperparameters(ignore=["clip", "decoder", "mapper", "renderer", "views", "eval_clip"])
         if n_iters < 0 or n_views < 1 or render_res < 2:
             raise ValueError(f"need n_iters >= 0, n_views >= 1, render_res >= 2; got {n_iters}, {n_views}, {render_res}")
+        if stage1_ckpt is not None and svr_ckpt is not None:
+            raise ValueError("give stage1_ckpt (ISS) or svr_ckpt (the 'w/o stage 1' ablation), not both")
         if any(k < 1 for k in snapshot_iters):
             raise ValueError(f"snapshot_iters counts optimiser steps from 1; got {snapshot_iters}")
         self.clip, self.eval_clip = clip, eval_clip
@@ -157,7 +161,11 @@ class Stage2System(LightningModule):
         if self._mapper_init is not None:
             return
         h = self.hparams
-        if h.stage1_ckpt is not None or not h.allow_random_init:
+        if h.svr_ckpt is not None:  # "w/o stage 1": stage-0 D, random M
+            from iss.stage1 import load_svr
+
+            load_svr(h.svr_ckpt, None, self.decoder, "model.init_args.svr_ckpt")
+        elif h.stage1_ckpt is not None or not h.allow_random_init:
             meta = load_stage1(h.stage1_ckpt, self.mapper, self.decoder, "model.init_args.stage1_ckpt")
             if meta.get("clip_dim") is not None and int(meta["clip_dim"]) != d:
                 raise CheckpointMismatchError(f"{h.stage1_ckpt}: stage 1 was trained with a {meta['clip_dim']}-d CLIP, this run's CLIP is {d}-d")
@@ -177,7 +185,8 @@ class Stage2System(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("mapper.")}
         checkpoint["iss"] = {"stage": "stage2", "c_dim": int(self.mapper.c_dim), "decoder": decoder_meta(self.decoder),
-                             "stage1_ckpt": str(self.hparams.stage1_ckpt)}
+                             "stage1_ckpt": str(self.hparams.stage1_ckpt),
+                             "svr_ckpt": self.hparams.svr_ckpt}
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.mapper.parameters(), lr=self.hparams.lr)

@@ -238,6 +238,17 @@ def test_stage_checkpoints_chain_and_refuse_mismatches(tmp_path, tiny_clip_model
     # no checkpoint and no test flag
     with pytest.raises(ValueError, match="allow_random_init"):
         Stage2System(tiny_clip_model, *tiny_parts()[1:4], ViewSampler()).load_pretrained()
+    # the "w/o stage 1" ablation: D from the SVR checkpoint, M left at its initialisation
+    _, dec3, mapper3, ren3 = tiny_parts(seed=3)
+    m_init = copy.deepcopy(mapper3.state_dict())
+    s3 = Stage2System(tiny_clip_model, dec3, mapper3, ren3, ViewSampler(), svr_ckpt=svr_path)
+    s3.load_pretrained()
+    assert all(torch.equal(a, b) for a, b in zip(s3.decoder.parameters(), dec.parameters()))
+    assert all(torch.equal(v, s3.mapper.state_dict()[k]) for k, v in m_init.items())
+    with pytest.raises(ValueError, match="not both"):
+        Stage2System(tiny_clip_model, *tiny_parts()[1:4], ViewSampler(), stage1_ckpt=s1_path, svr_ckpt=svr_path)
+    with pytest.raises(CheckpointMismatchError, match="not an SVR one"):  # a stage-1 checkpoint given as svr_ckpt
+        Stage2System(tiny_clip_model, *tiny_parts()[1:4], ViewSampler(), svr_ckpt=s1_path).load_pretrained()
     with pytest.raises(FileNotFoundError, match="not found"):
         Stage2System(tiny_clip_model, *tiny_parts()[1:4], ViewSampler(), stage1_ckpt=str(tmp_path / "nope.ckpt")).load_pretrained()
 
