@@ -39,6 +39,8 @@ def main() -> None:
     src.add_argument("--stage1-ckpt", help="ISS: the stage-1 checkpoint")
     src.add_argument("--svr-ckpt", help="the 'w/o stage 1' ablation: stage-0 decoder, random mapper (its 'stage 1' row is the "
                                         "random mapper)")
+    src.add_argument("--ei-svr-ckpt", help="the E_I + D baseline: an SVR checkpoint of experiments/shapeworld/iss_svr_clip.yaml; "
+                                           "each prompt's shape is D(·, normalize(f_T)), no mapper, no optimisation")
     ap.add_argument("--lambda-bg", type=float, default=None, help="stage-2 λ_bg (0: the 'w/o L_bg2' ablation; default: the config's 3)")
     ap.add_argument("--config", default=str(ROOT / "experiments/shapeworld/iss.yaml"), help="stage-2 config for the sizes")
     ap.add_argument("--prompts", choices=["heldout", "all"], default="heldout")
@@ -65,6 +67,11 @@ def main() -> None:
     rows = []
     for i, (prompt, true) in enumerate(list(zip(ps.prompts, ps.true_index))[:args.limit]):
         x, _ = system.text_features(prompt)
+        if args.ei_svr_ckpt:  # E_I + D: the text feature in place of the image feature [P]
+            rows.append({"prompt": prompt, "ei_d": system.evaluate_code(x[0], prompt, ps.pool, true)})
+            print(f"{prompt:40s} E_I + D R@1 {rows[-1]['ei_d']['r_precision']:.2f} sim {rows[-1]['ei_d']['clip_similarity']:.3f}",
+                  flush=True)
+            continue
         s1 = system.evaluate_code(system.stage1_code(x), prompt, ps.pool, true)
         start = time.perf_counter()
         res = system.optimise(prompt, seed=i)
@@ -76,15 +83,17 @@ def main() -> None:
               f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
     n = len(rows) * args.views
     print(f"\n| | R-precision@1 (held-out CLIP, {len(rows)} prompts × {args.views} views) | CLIP similarity |\n|---|---|---|")
-    for stage in [k for k in rows[0] if k.startswith("stage")]:
+    for stage in [k for k in rows[0] if k.startswith("stage") or k == "ei_d"]:
         p = sum(r[stage]["r_precision"] for r in rows) / len(rows)
         sim = sum(r[stage]["clip_similarity"] for r in rows) / len(rows)
-        label = (("random M, stage-0 D (no optimisation)" if args.svr_ckpt else "stage 1 only (M(f_T), no optimisation)")
+        label = ("E_I + D (normalize(f_T) → D, no optimisation)" if stage == "ei_d" else
+                 ("random M, stage-0 D (no optimisation)" if args.svr_ckpt else "stage 1 only (M(f_T), no optimisation)")
                  if stage == "stage1" else
                  f"stage 2 ({system.hparams.n_iters} iterations)" if stage == "stage2" else
                  f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)")
         print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {sim:.3f} |")
-    print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
+    if "seconds" in rows[0]:
+        print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
@@ -103,7 +112,14 @@ def build_system(args):
     parser.add_argument("--seed_everything", type=int)
     cfg = parser.parse_path(args.config)
     cfg.model.init_args.stage1_ckpt = args.stage1_ckpt
-    cfg.model.init_args.svr_ckpt = args.svr_ckpt
+    cfg.model.init_args.svr_ckpt = args.svr_ckpt or args.ei_svr_ckpt
+    if args.ei_svr_ckpt:  # D takes CLIP-width codes: size the decoder (and the unused mapper) by the checkpoint
+        from iss.checkpoints import read_checkpoint
+
+        meta = read_checkpoint(args.ei_svr_ckpt, "ISS E_I + D SVR", "--ei-svr-ckpt")[1]
+        if meta.get("encoder") != "clip":
+            raise SystemExit(f"{args.ei_svr_ckpt} is not an E_I + D checkpoint (experiments/shapeworld/iss_svr_clip.yaml)")
+        cfg.model.init_args.decoder.init_args.c_dim = cfg.model.init_args.mapper.init_args.c_dim = int(meta["c_dim"])
     if args.lambda_bg is not None:
         cfg.model.init_args.lambda_bg = args.lambda_bg
     cfg.model.init_args.n_eval_views = args.views

@@ -45,6 +45,9 @@ def load_svr(path: Optional[str], encoder: Optional[ResNetEncoder], decoder: Opt
     if stage is not None and stage != "svr":
         raise CheckpointMismatchError(f"{path} is a '{stage}' checkpoint, not an SVR one: {config_key} takes the checkpoint "
                                       "of experiments/iss_svr.yaml (SVRSystem).")
+    if encoder is not None and meta.get("encoder") == "clip":
+        raise CheckpointMismatchError(f"{path} is the E_I + D baseline (D trained on frozen CLIP features), which has no "
+                                      f"E_S for ISS's stage 1: point {config_key} at an E_S SVR run (experiments/iss_svr.yaml).")
     hint = f"make model.init_args.encoder/decoder match the SVR run's (c_dim, widths, hidden, n_blocks) or point {config_key} at it"
     if encoder is not None:
         load_part(encoder, sub_state(state, "encoder.", path, what), path, what, hint)

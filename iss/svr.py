@@ -6,7 +6,7 @@ depth, camera), 768 random pixels, DVR's ``L_D`` (:func:`iss.losses.dvr_losses`)
 and the ray-sample schedule 16 → 32 → 64 → 128 at 50k / 100k / 250k iterations [D].
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from lightning.pytorch import LightningModule
@@ -17,7 +17,7 @@ from iss.cameras import DVRCameras, pixel_index_to_uv
 from iss.checkpoints import decoder_meta
 from iss.data import check_svr_batch
 from iss.losses import DVRLossWeights, dvr_losses, weighted_dvr_loss
-from iss.models import DVRDecoder, ResNetEncoder
+from iss.models import CLIPImageEncoder, DVRDecoder, ResNetEncoder
 from iss.renderer import DVRRenderer
 
 __all__ = ["SVRSystem", "sample_pixels", "samples_at_step", "render_comparison", "points_iou"]
@@ -77,7 +77,8 @@ class SVRSystem(LightningModule):
     """DVR single-view reconstruction: ``E_S`` (image → code) and ``D`` trained with ``L_D``.
 
     Args:
-        encoder: ``E_S`` (default: ResNet-18 → 256).
+        encoder: ``E_S`` (default: ResNet-18 → 256), or a frozen :class:`~iss.models.CLIPImageEncoder` ``E_I`` for the
+            ``E_I + D`` baseline (only ``D`` is trained then; stage 1 refuses such a checkpoint).
         decoder: ``D`` (default: DVR's, hidden 512, 5 blocks).
         renderer: the DVR renderer (box, secant steps, fallback depth).
         weights: ``L_D`` weights (``ours_combined``: rgb 1, depth 10, freespace 1, occupancy 1, normal 0.05).
@@ -88,7 +89,7 @@ class SVRSystem(LightningModule):
         n_val_images: objects rendered into ``media/`` at each validation.
     """
 
-    def __init__(self, encoder: Optional[ResNetEncoder] = None, decoder: Optional[DVRDecoder] = None,
+    def __init__(self, encoder: Optional[Union[ResNetEncoder, CLIPImageEncoder]] = None, decoder: Optional[DVRDecoder] = None,
                  renderer: Optional[DVRRenderer] = None, weights: Optional[DVRLossWeights] = None, n_pixels: int = 768,
                  lr: float = 1e-4, sample_milestones: List[int] = [50000, 100000, 250000],
                  sample_counts: List[int] = [16, 32, 64, 128], val_n_steps: Optional[int] = None, n_val_images: int = 4) -> None:
@@ -145,8 +146,13 @@ class SVRSystem(LightningModule):
         n = imgs.shape[0] // 3
         save_and_log_image(self.trainer, "val/renders", image_grid(imgs, nrow=n), f"val_renders_{self.global_step:07d}.png")
 
+    def setup(self, stage: str) -> None:
+        if isinstance(self.encoder, CLIPImageEncoder):
+            self.encoder.load()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["iss"] = {"stage": "svr", "c_dim": int(self.decoder.c_dim), "decoder": decoder_meta(self.decoder)}
+        checkpoint["iss"] = {"stage": "svr", "c_dim": int(self.decoder.c_dim), "decoder": decoder_meta(self.decoder),
+                             "encoder": "clip" if isinstance(self.encoder, CLIPImageEncoder) else "resnet"}
 
     def configure_optimizers(self):
         return torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=self.hparams.lr)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from iss.analytic import CodeSphereField, SphereField
 from iss.cameras import ViewSampler
 from iss.checkpoints import CheckpointMismatchError
-from iss.models import CLIP2ShapeMapper
+from iss.models import CLIP2ShapeMapper, DVRDecoder
 from iss.renderer import DVRRenderer
 from iss.stage1 import Stage1System
 from iss.stage2 import Stage2System
@@ -197,6 +197,34 @@ def test_shape_texture_stylize_step(tiny_clip_model, tiny_parts, surface_decoder
     opt.step()
     assert all(torch.equal(v, s2.decoder.state_dict()[k]) for k, v in before.items())
     assert all(not q.requires_grad for q in s2.decoder_ref.parameters())
+
+
+def test_ei_plus_d_baseline(tmp_path, tiny_clip_model, tiny_parts, scene_items, collate_items, save_ckpt):
+    """E_I + D: the frozen CLIP's normalised image embedding is the code; only D trains; stage 1 refuses it."""
+    from iss.models import CLIPImageEncoder
+
+    enc = CLIPImageEncoder(tiny_clip_model, c_dim=16)
+    batch = collate_items(scene_items([SphereField(0.3), SphereField(0.2, rgb=(0.1, 0.8, 0.2))], 2, 16)[::2])
+    c = enc(batch["input"])
+    assert torch.allclose(c.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(c, F.normalize(tiny_clip_model.encode_image(batch["input"]).float(), dim=-1), atol=1e-5)
+    with pytest.raises(ValueError, match="c_dim"):
+        CLIPImageEncoder(tiny_clip_model, c_dim=8).load()
+    _, _, _, ren = tiny_parts()
+    svr = SVRSystem(enc, DVRDecoder(16, 16, 2), ren, n_pixels=32, sample_milestones=[], sample_counts=[8])
+    assert not any(k.startswith("encoder.") for k in svr.state_dict())  # CLIP is never saved
+    clip_before = [p.clone() for p in tiny_clip_model.model.parameters()]
+    dec_before = copy.deepcopy(svr.decoder.state_dict())
+    opt = svr.configure_optimizers()
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in svr.decoder.parameters()}
+    svr.losses(batch, torch.Generator().manual_seed(0))["loss"].backward()
+    opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(clip_before, tiny_clip_model.model.parameters()))
+    assert any(not torch.equal(v, svr.decoder.state_dict()[k]) for k, v in dec_before.items())
+    path = save_ckpt(svr, tmp_path / "svr_clip.ckpt")
+    assert torch.load(path, weights_only=True)["iss"]["encoder"] == "clip"
+    with pytest.raises(CheckpointMismatchError, match="E_I \\+ D baseline"):
+        Stage1System(tiny_clip_model, *tiny_parts(), svr_ckpt=path).load_pretrained()
 
 
 # ------------------------------------------------------------------------------------------ checkpoint chaining
