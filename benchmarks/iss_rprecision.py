@@ -82,7 +82,16 @@ def main() -> None:
         print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
               f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
     n = len(rows) * args.views
-    print(f"\n| | R-precision@1 (held-out CLIP, {len(rows)} prompts × {args.views} views) | CLIP similarity |\n|---|---|---|")
+    pairs = {r["prompt"]: ps.pool[t] for r, t in zip(rows, ps.true_index)}  # the prompt's "a {colour} {shape}" caption
+
+    def part_accuracy(stage: str, part: int) -> float:
+        """Fraction of views whose retrieved caption has the prompt's colour (part 0) or shape (part 1)."""
+        split = lambda c: (c.split(" ", 2)[1], c.split(" ", 2)[2])  # "a red cube" → ("red", "cube")
+        hits = [split(c)[part] == split(pairs[r["prompt"]])[part] for r in rows for c in r[stage]["retrieved"]]
+        return sum(hits) / len(hits)
+
+    print(f"\n| | R-precision@1 (held-out CLIP, {len(rows)} prompts × {args.views} views) | colour read right | shape read right "
+          f"| CLIP similarity |\n|---|---|---|---|---|")
     for stage in [k for k in rows[0] if k.startswith("stage") or k == "ei_d"]:
         p = sum(r[stage]["r_precision"] for r in rows) / len(rows)
         sim = sum(r[stage]["clip_similarity"] for r in rows) / len(rows)
@@ -91,7 +100,8 @@ def main() -> None:
                  if stage == "stage1" else
                  f"stage 2 ({system.hparams.n_iters} iterations)" if stage == "stage2" else
                  f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)")
-        print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {sim:.3f} |")
+        print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {100 * part_accuracy(stage, 0):.1f} % "
+              f"| {100 * part_accuracy(stage, 1):.1f} % | {sim:.3f} |")
     if "seconds" in rows[0]:
         print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
     if args.json:

@@ -282,7 +282,8 @@ class Stage2System(LightningModule):
 
     def evaluate_code(self, code: Tensor, prompt: str, pool: Optional[List[str]] = None, true_index: int = 0) -> dict:
         """CLIP proxies of one shape with ``eval_clip``: mean similarity to the prompt over ``n_eval_views`` ring views and,
-        with a caption ``pool``, the fraction of those views that retrieve ``pool[true_index]`` (R-precision@1)."""
+        with a caption ``pool``, the fraction of those views that retrieve ``pool[true_index]`` (R-precision@1) and the
+        caption each view retrieved (``retrieved``: what a miss was read as)."""
         from iss.metrics import clip_r_precision, clip_similarity
 
         if self.eval_clip is None:
@@ -293,7 +294,8 @@ class Stage2System(LightningModule):
         imgs = self.render_code(code, cams, res).permute(0, 3, 1, 2)
         out = {"clip_similarity": clip_similarity(self.eval_clip, imgs, prompt)}
         if pool:
-            out["r_precision"] = clip_r_precision(self.eval_clip, imgs, pool, [int(true_index)] * imgs.shape[0]).value
+            rp = clip_r_precision(self.eval_clip, imgs, pool, [int(true_index)] * imgs.shape[0])
+            out["r_precision"], out["retrieved"] = rp.value, [pool[int(i)] for i in rp.retrieved]
         return out
 
     def _export(self, batch: dict, result: dict) -> None:
@@ -324,7 +326,8 @@ class Stage2System(LightningModule):
             record["stage1"] = self.evaluate_code(self.stage1_code(result["mapper_input"][None].to(self.device)),
                                                   result["prompt"], pool, true)
             record["stage2"] = self.evaluate_code(result["code"], result["prompt"], pool, true)
-            self.log_dict({f"eval/{s}_{k}": v for s in ("stage1", "stage2") for k, v in record[s].items()}, batch_size=1)
+            self.log_dict({f"eval/{s}_{k}": v for s in ("stage1", "stage2") for k, v in record[s].items()
+                           if isinstance(v, (int, float))}, batch_size=1)
         if h.n_preview_views > 0:
             cams = self.views.ring(h.n_preview_views).scale_translation(h.cam_scale)
             grid = image_grid(self.render_code(result["code"], cams, h.preview_res).cpu(), nrow=h.n_preview_views)
@@ -353,7 +356,7 @@ class Stage2System(LightningModule):
         for stage in ("stage1", "stage2"):
             rows = [r[stage] for r in self._results if stage in r]
             if rows:
-                for key in rows[0]:
+                for key in [k for k, v in rows[0].items() if isinstance(v, (int, float))]:
                     vals = [row[key] for row in rows]
                     summary[f"{stage}_{key}"] = sum(vals) / len(vals)
                 if "r_precision" in rows[0]:  # every evaluation view is one retrieval

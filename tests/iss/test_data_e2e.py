@@ -109,7 +109,9 @@ def test_e2e_tiny(tmp_path, tiny_clip_model, tiny_parts, scene_items):
     assert snap["iteration"] == 1 and snap["stage"] == "stage2_result" and snap["code"].shape == (dec2.c_dim,)
     summary = json.loads((tmp_path / "stage2" / "stage2_metrics.json").read_text())
     assert summary["n_prompts"] == 1 and "stage1_r_precision" in summary and "stage2_clip_similarity" in summary
-    assert all(math.isfinite(v) for v in json.loads((folder / "metrics.json").read_text())["history"]["loss"])
+    record = json.loads((folder / "metrics.json").read_text())
+    assert all(math.isfinite(v) for v in record["history"]["loss"])
+    assert len(record["stage2"]["retrieved"]) == 2 and record["stage2"]["retrieved"][0] == "a red sphere"  # pool of one
     # texture stylisation: 1 step from the stage-1 decoder and the stage-2 code; mesh at 24³
     _, dec3, _, ren3 = tiny_parts(seed=3, n_steps=12)
     st = StylizeSystem(tiny_clip_model, dec3, ren3, ViewSampler(), style="wooden", stage1_ckpt=str(tmp_path / "stage1.ckpt"),
