@@ -77,6 +77,8 @@ class Stage1System(LightningModule):
         lr: Adam learning rate over ``M ∪ D`` (1e-4, no schedule [C]).
         sample_milestones, sample_counts: ray-sample schedule (as DVR).
         n_val_images: objects rendered into ``media/`` at each validation.
+        train_decoder: fine-tune ``D`` with ``L_D + λ_bg·L_bg`` (the code, True). False trains ``M`` alone by ``L_M``:
+            no rendering, so a step costs a small fraction; a CPU warm start of ``M`` before the joint stage [S].
     """
 
     def __init__(self, clip: CLIPModel, encoder: Optional[ResNetEncoder] = None, decoder: Optional[DVRDecoder] = None,
@@ -85,7 +87,7 @@ class Stage1System(LightningModule):
                  lambda_bg: float = 30.0, bg_loss_form: BgForm = "l1_mean", mapper_loss_form: MapperForm = "l1",
                  lambda_mapper: Optional[float] = None, stage1_feature_noise: bool = True, noise_weight: float = 0.25,
                  n_pixels: int = 768, lr: float = 1e-4, sample_milestones: List[int] = [50000, 100000, 250000],
-                 sample_counts: List[int] = [16, 32, 64, 128], n_val_images: int = 4) -> None:
+                 sample_counts: List[int] = [16, 32, 64, 128], n_val_images: int = 4, train_decoder: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["clip", "encoder", "decoder", "mapper", "renderer"])
         self.clip = clip
@@ -142,6 +144,10 @@ class Stage1System(LightningModule):
             f_i = encode_image_raw(self.clip, batch["input"])  # [B, D] raw CLIP feature
         x = stage1_mapper_input(f_i, h.stage1_feature_noise, h.noise_weight, generator)
         l_m = mapper_loss(self.mapper(x), f_s, h.mapper_loss_form)
+        if not h.train_decoder:  # M alone: L_M needs no rendering
+            zero = l_m.new_zeros(())
+            return {"loss": self.lambda_mapper * l_m, "loss_mapper": l_m, "loss_decoder": zero,
+                    "clip_feature_norm": f_i.norm(dim=-1).mean()}
         uv, rgb, mask, depth = sample_pixels(batch, h.n_pixels, generator)
         cams = DVRCameras(batch["c2w"], batch["focal"])
         terms, rays = dvr_losses(self.decoder, f_s, cams, uv, rgb, mask, depth, self.renderer, self.n_steps(),
@@ -186,5 +192,5 @@ class Stage1System(LightningModule):
                                f"val_renders_mapped_{self.global_step:07d}.png")
 
     def configure_optimizers(self):
-        params = list(self.mapper.parameters()) + list(self.decoder.parameters())
+        params = list(self.mapper.parameters()) + (list(self.decoder.parameters()) if self.hparams.train_decoder else [])
         return torch.optim.Adam(params, lr=self.hparams.lr)

@@ -77,6 +77,25 @@ class ToyCLIP:
         return self.target.expand(len(prompts), -1)
 
 
+def test_stage1_mapper_only(tiny_clip_model, tiny_parts, scene_items, collate_items):
+    """train_decoder=False: the loss is λ_M·L_M (the same L_M as the joint stage), D is frozen and not rendered."""
+    batch = collate_items(scene_items([SphereField(0.3), SphereField(0.2, rgb=(0.1, 0.8, 0.2))], 2, 16)[::2])
+    joint = _stage1(tiny_clip_model, tiny_parts)
+    alone = _stage1(tiny_clip_model, tiny_parts, train_decoder=False)
+    t_joint = joint.losses(batch, torch.Generator().manual_seed(0))
+    t_alone = alone.losses(batch, torch.Generator().manual_seed(0))
+    assert torch.allclose(t_alone["loss_mapper"], t_joint["loss_mapper"])
+    assert torch.allclose(t_alone["loss"], alone.lambda_mapper * t_alone["loss_mapper"])
+    opt = alone.configure_optimizers()
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in alone.mapper.parameters()}
+    dec_before = copy.deepcopy(alone.decoder.state_dict())
+    m_before = copy.deepcopy(alone.mapper.state_dict())
+    t_alone["loss"].backward()
+    opt.step()
+    assert all(torch.equal(v, alone.decoder.state_dict()[k]) for k, v in dec_before.items())
+    assert any(not torch.equal(v, alone.mapper.state_dict()[k]) for k, v in m_before.items())
+
+
 def test_stage2_decreases_clip_loss():
     import time
 
