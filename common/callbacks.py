@@ -22,8 +22,23 @@ def run_dir(trainer: Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
+WANDB_MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".stl")  # what wandb.Object3D reads from a file (not .ply)
+
+
+def wandb_mesh_path(path: Path) -> Path:
+    """``path`` if W&B's 3D viewer reads its format, else a ``.glb`` copy written beside it (atomically)."""
+    path = Path(path)
+    if path.suffix.lower() in WANDB_MESH_SUFFIXES:
+        return path
+    import trimesh
+
+    return save_mesh(trimesh.load(path, force="mesh"), path.with_suffix(".glb"))
+
+
 def log_media(trainer: Optional[Trainer], key: str, path: Path, kind: str, step: Optional[int] = None) -> None:
-    """Log a written file as W&B media (``image``, ``video`` or ``mesh``) when the logger is W&B."""
+    """Log a written file as W&B media (``image``, ``video`` or ``mesh``) when the logger is W&B.
+
+    A mesh in a format W&B cannot show (``.ply``) is logged through a ``.glb`` copy beside it."""
     if trainer is None or not trainer.is_global_zero:
         return
     try:
@@ -34,6 +49,8 @@ def log_media(trainer: Optional[Trainer], key: str, path: Path, kind: str, step:
         if isinstance(logger, WandbLogger):
             import wandb
 
+            if kind == "mesh":
+                path = wandb_mesh_path(path)
             media = {"image": wandb.Image, "video": wandb.Video, "mesh": wandb.Object3D}[kind](str(path))
             logger.experiment.log({key: media, "trainer/global_step": trainer.global_step if step is None else step})
 
