@@ -135,12 +135,4 @@ class MeshExport(Callback):
             print(f"MeshExport: skipped ({err})")
             return
         path = save_mesh(mesh, run_dir(trainer) / "media" / f"mesh_{trainer.global_step:07d}.{self.fmt}")
-        if self.fmt not in ("obj", "glb") and _has_wandb_logger(trainer):
-            path = save_mesh(mesh, path.with_suffix(".glb"))  # W&B's 3D viewer reads obj/glb/gltf/stl, not ply
         log_media(trainer, "media/mesh", path, "mesh")
-
-
-def _has_wandb_logger(trainer: Trainer) -> bool:
-    from lightning.pytorch.loggers import WandbLogger
-
-    return any(isinstance(lg, WandbLogger) for lg in trainer.loggers)

@@ -13,7 +13,7 @@ from typing import Optional
 
 from lightning.pytorch import LightningModule, Trainer
 
-from common.callbacks import MeshExport, _has_wandb_logger, log_media, run_dir
+from common.callbacks import MeshExport, log_media, run_dir
 from common.export import marching_cubes_mesh, save_mesh
 
 __all__ = ["DensityMeshExport"]
@@ -69,7 +69,5 @@ class DensityMeshExport(MeshExport):
             return
         field.train(was_training)
         path = save_mesh(mesh, run_dir(trainer) / "media" / f"mesh_{trainer.global_step:07d}.{self.fmt}")
-        if self.fmt not in ("obj", "glb") and _has_wandb_logger(trainer):
-            path = save_mesh(mesh, path.with_suffix(".glb"))  # W&B's 3D viewer reads glb, not ply
         log_media(trainer, "media/mesh", path, "mesh")
         print(f"DensityMeshExport: {len(mesh.vertices)} vertices at density {level:.4g} -> {path}")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from common.callbacks import _has_wandb_logger, log_media, run_dir
+from common.callbacks import log_media, run_dir
 from common.export import save_mesh, to_uint8
 from common.io import atomic_path
 from pureclipnerf.gridmath import trilerp
@@ -89,7 +89,5 @@ class GridExport(Callback):
             print(f"GridExport: no mesh ({err})")
             return
         path: Path = save_mesh(mesh, media / f"mesh_{step:07d}.{self.fmt}")
-        if self.fmt not in ("obj", "glb") and _has_wandb_logger(trainer):
-            path = save_mesh(mesh, path.with_suffix(".glb"))
         log_media(trainer, "media/mesh", path, "mesh")
         print(f"GridExport: {len(mesh.vertices)} vertices at α = {level:.3g} -> {path}")
