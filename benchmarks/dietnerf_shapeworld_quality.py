@@ -73,7 +73,12 @@ def main(argv=None) -> int:
                     help="run one method and print its row (run the two in parallel processes, one core each)")
     ap.add_argument("--run-root", default="runs/benchmarks")
     ap.add_argument("--accelerator", default="cpu")
+    ap.add_argument("--summarise", action="store_true",
+                    help="fit nothing: pair the finished NeRF/DietNeRF runs under --run-root by view seed and print the "
+                         "per-draw table with the mean margin ± standard error")
     args = ap.parse_args(argv)
+    if args.summarise:
+        return summarise(Path(args.run_root))
     weights = ROOT / "shapeworld" / "weights" / "shapeworld_clip_guidance.safetensors"
     if not args.smoke and not weights.is_file():
         print(f"PENDING: the shapeworld guidance CLIP is not shipped ({weights} is missing). Train it with "
@@ -96,6 +101,51 @@ def main(argv=None) -> int:
         print(f"| {m} | {r['psnr']:.2f} | {r['psnr_far']:.2f} | {r['ssim']:.3f} |")
     print(f"| margin (DietNeRF − NeRF) | {diet['psnr'] - base['psnr']:+.2f} dB | {diet['psnr_far'] - base['psnr_far']:+.2f} dB | "
           f"{diet['ssim'] - base['ssim']:+.3f} |")
+    return 0
+
+
+def _latest_metrics(run_dir: Path):
+    files = sorted(run_dir.glob("version_*/test_metrics.json"), key=lambda f: int(f.parent.name.split("_")[1]))
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def summarise(run_root: Path) -> int:
+    """Per-draw margins of every view seed with both a NeRF and a DietNeRF run (default settings, any ``--views 2``
+    spelling of the name), their mean ± standard error and the paired t statistic (mean / s.e.)."""
+    import math
+    import re
+
+    pat = re.compile(r"quality-(nerf|dietnerf)(?:-2views)?(?:-seed(\d+))?$")  # untagged runs at the default λ only
+    found: dict = {}
+    for d in sorted(run_root.glob("quality-*")):
+        m = pat.match(d.name)
+        if m and (r := _latest_metrics(d)) is not None:
+            found.setdefault(int(m.group(2) or 0), {})["NeRF" if m.group(1) == "nerf" else "DietNeRF"] = r
+    pairs = {s: v for s, v in sorted(found.items()) if len(v) == 2}
+    if not pairs:
+        print(f"no view seed under {run_root} has both a NeRF and a DietNeRF run")
+        return 1
+    print("| view seed | observed views | NeRF held-out / far (dB) | DietNeRF held-out / far (dB) | "
+          "margin held-out / far (dB) | SSIM margin |\n|---|---|---|---|---|---|")
+    margins = {"psnr": [], "psnr_far": [], "ssim": []}
+    for seed, v in pairs.items():
+        b, d = v["NeRF"], v["DietNeRF"]
+        for k in margins:
+            margins[k].append(d[k] - b[k])
+        print(f"| {seed} | {d.get('train_views')} | {b['psnr']:.2f} / {b['psnr_far']:.2f} | {d['psnr']:.2f} / "
+              f"{d['psnr_far']:.2f} | {margins['psnr'][-1]:+.2f} / {margins['psnr_far'][-1]:+.2f} | {margins['ssim'][-1]:+.3f} |")
+
+    def mean_se(x):
+        m = sum(x) / len(x)
+        se = math.sqrt(sum((v - m) ** 2 for v in x) / (len(x) - 1) / len(x)) if len(x) > 1 else float("nan")
+        return m, se
+
+    (mh, sh), (mf, sf), (ms, ss) = (mean_se(margins[k]) for k in ("psnr", "psnr_far", "ssim"))
+    print(f"| **mean ± s.e. ({len(pairs)} draws)** | | | | **{mh:+.2f} ± {sh:.2f} / {mf:+.2f} ± {sf:.2f}** | "
+          f"{ms:+.3f} ± {ss:.3f} |")
+    wins = [sum(x > 0 for x in margins[k]) for k in ("psnr", "psnr_far")]
+    print(f"DietNeRF ahead on {wins[0]}/{len(pairs)} draws held-out, {wins[1]}/{len(pairs)} far; paired t = "
+          f"{mh / sh:.2f} held-out, {mf / sf:.2f} far ({len(pairs) - 1} degrees of freedom)")
     return 0
 
 

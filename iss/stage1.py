@@ -78,7 +78,11 @@ class Stage1System(LightningModule):
         sample_milestones, sample_counts: ray-sample schedule (as DVR).
         n_val_images: objects rendered into ``media/`` at each validation.
         train_decoder: fine-tune ``D`` with ``L_D + λ_bg·L_bg`` (the code, True). False trains ``M`` alone by ``L_M``:
-            no rendering, so a step costs a small fraction; a CPU warm start of ``M`` before the joint stage [S].
+            no rendering, so a step costs a small fraction, but ``D`` keeps the SVR run's off-surface colours (no
+            white background for stage 2's ``L_bg`` to start from) [S].
+        mapper_warmup_steps: with ``train_decoder``, the first this many steps train ``M`` alone by ``L_M`` (as
+            ``train_decoder: false``), then ``M`` and ``D`` train jointly as in the code: a cheap warm start of the
+            mapper before the expensive joint steps (0, the code) [S].
     """
 
     def __init__(self, clip: CLIPModel, encoder: Optional[ResNetEncoder] = None, decoder: Optional[DVRDecoder] = None,
@@ -87,7 +91,8 @@ class Stage1System(LightningModule):
                  lambda_bg: float = 30.0, bg_loss_form: BgForm = "l1_mean", mapper_loss_form: MapperForm = "l1",
                  lambda_mapper: Optional[float] = None, stage1_feature_noise: bool = True, noise_weight: float = 0.25,
                  n_pixels: int = 768, lr: float = 1e-4, sample_milestones: List[int] = [50000, 100000, 250000],
-                 sample_counts: List[int] = [16, 32, 64, 128], n_val_images: int = 4, train_decoder: bool = True) -> None:
+                 sample_counts: List[int] = [16, 32, 64, 128], n_val_images: int = 4, train_decoder: bool = True,
+                 mapper_warmup_steps: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["clip", "encoder", "decoder", "mapper", "renderer"])
         self.clip = clip
@@ -100,6 +105,8 @@ class Stage1System(LightningModule):
         if not (self.encoder.c_dim == self.decoder.c_dim == self.mapper.c_dim):
             raise ValueError(f"c_dim differs: encoder {self.encoder.c_dim}, decoder {self.decoder.c_dim}, mapper {self.mapper.c_dim}")
         samples_at_step(0, sample_milestones, sample_counts)
+        if mapper_warmup_steps < 0:
+            raise ValueError(f"mapper_warmup_steps must be >= 0, got {mapper_warmup_steps}")
         self.strict_loading = False  # E_S is not in this stage's checkpoints
         self._svr_loaded = False
 
@@ -131,12 +138,20 @@ class Stage1System(LightningModule):
         checkpoint["iss"] = {"stage": "stage1", "c_dim": int(self.mapper.c_dim), "clip_dim": int(self.mapper.in_dim),
                              "decoder": decoder_meta(self.decoder), "svr_ckpt": str(self.hparams.svr_ckpt)}
 
+    def decoder_trains_now(self) -> bool:
+        """Whether this step fine-tunes ``D`` (``train_decoder``, past ``mapper_warmup_steps``)."""
+        return bool(self.hparams.train_decoder) and self.global_step >= self.hparams.mapper_warmup_steps
+
     def n_steps(self) -> int:
         return samples_at_step(self.global_step, self.hparams.sample_milestones, self.hparams.sample_counts)
 
     # ------------------------------------------------------------------ losses
-    def losses(self, batch: dict, generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
-        """``{"loss", "loss_mapper", "loss_bg", "loss_<dvr term>", ...}`` of one batch (gradients kept apart)."""
+    def losses(self, batch: dict, generator: Optional[torch.Generator] = None,
+               with_decoder: Optional[bool] = None) -> Dict[str, Tensor]:
+        """``{"loss", "loss_mapper", "loss_bg", "loss_<dvr term>", ...}`` of one batch (gradients kept apart).
+
+        ``with_decoder`` forces the rendering terms on or off (default: :meth:`decoder_trains_now`); validation
+        always renders, so ``val/loss_bg`` shows how white ``D``'s off-surface colour is in every phase."""
         check_svr_batch(batch, need_depth=self.weights.depth > 0)
         h = self.hparams
         with torch.no_grad():
@@ -144,7 +159,7 @@ class Stage1System(LightningModule):
             f_i = encode_image_raw(self.clip, batch["input"])  # [B, D] raw CLIP feature
         x = stage1_mapper_input(f_i, h.stage1_feature_noise, h.noise_weight, generator)
         l_m = mapper_loss(self.mapper(x), f_s, h.mapper_loss_form)
-        if not h.train_decoder:  # M alone: L_M needs no rendering
+        if not (self.decoder_trains_now() if with_decoder is None else with_decoder):  # M alone: no rendering
             zero = l_m.new_zeros(())
             return {"loss": self.lambda_mapper * l_m, "loss_mapper": l_m, "loss_decoder": zero,
                     "clip_feature_norm": f_i.norm(dim=-1).mean()}
@@ -168,7 +183,7 @@ class Stage1System(LightningModule):
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         B = batch["image"].shape[0]
-        terms = self.losses(batch, torch.Generator().manual_seed(batch_idx))
+        terms = self.losses(batch, torch.Generator().manual_seed(batch_idx), with_decoder=True)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=B, sync_dist=True)
         f_s = self.encoder(batch["input"])
         f_i = F.normalize(encode_image_raw(self.clip, batch["input"]), dim=-1)

@@ -280,21 +280,26 @@ class Stage2System(LightningModule):
                            "train/seconds_per_prompt": result["seconds"]}, batch_size=1)
         self._export(batch, result)
 
-    def evaluate_code(self, code: Tensor, prompt: str, pool: Optional[List[str]] = None, true_index: int = 0) -> dict:
+    def evaluate_code(self, code: Tensor, prompt: str, pool: Optional[List[str]] = None, true_index: int = 0,
+                      clip: Optional[CLIPModel] = None) -> dict:
         """CLIP proxies of one shape with ``eval_clip``: mean similarity to the prompt over ``n_eval_views`` ring views and,
         with a caption ``pool``, the fraction of those views that retrieve ``pool[true_index]`` (R-precision@1) and the
-        caption each view retrieved (``retrieved``: what a miss was read as)."""
+        caption each view retrieved (``retrieved``: what a miss was read as).
+
+        ``clip`` scores with another CLIP instead (e.g. the guidance CLIP, to tell an optimisation that fails from one
+        that only fools the CLIP it optimised); reported figures use ``eval_clip``."""
         from iss.metrics import clip_r_precision, clip_similarity
 
-        if self.eval_clip is None:
+        if clip is None and self.eval_clip is None:
             raise ValueError("evaluate_code needs eval_clip (a CLIP other than the optimised one)")
+        scorer = clip if clip is not None else self.eval_clip
         h = self.hparams
         cams = self.views.ring(h.n_eval_views).scale_translation(h.cam_scale)
-        res = h.eval_res or self.eval_clip.image_size[0]
+        res = h.eval_res or scorer.image_size[0]
         imgs = self.render_code(code, cams, res).permute(0, 3, 1, 2)
-        out = {"clip_similarity": clip_similarity(self.eval_clip, imgs, prompt)}
+        out = {"clip_similarity": clip_similarity(scorer, imgs, prompt)}
         if pool:
-            rp = clip_r_precision(self.eval_clip, imgs, pool, [int(true_index)] * imgs.shape[0])
+            rp = clip_r_precision(scorer, imgs, pool, [int(true_index)] * imgs.shape[0])
             out["r_precision"], out["retrieved"] = rp.value, [pool[int(i)] for i in rp.retrieved]
         return out
 

@@ -96,6 +96,32 @@ def test_stage1_mapper_only(tiny_clip_model, tiny_parts, scene_items, collate_it
     assert any(not torch.equal(v, alone.mapper.state_dict()[k]) for k, v in m_before.items())
 
 
+def test_stage1_mapper_warmup_then_joint(tiny_clip_model, tiny_parts, scene_items, collate_items, surface_decoder):
+    """mapper_warmup_steps=3: steps 0–2 train M alone (no rendering, D gets no gradient), step 3 on renders and trains D;
+    validation's forced rendering reports L_bg in the warm-up too."""
+    from types import SimpleNamespace
+
+    batch = collate_items(scene_items([SphereField(0.3), SphereField(0.2, rgb=(0.1, 0.8, 0.2))], 2, 16)[::2])
+    s = _stage1(tiny_clip_model, tiny_parts, mapper_warmup_steps=3)
+    surface_decoder(s.decoder)  # a surface, so some rays miss and L_bg > 0
+    s.train()
+    seen = {}
+    for step in (0, 2, 3):
+        s._trainer = SimpleNamespace(global_step=step)
+        s.zero_grad(set_to_none=True)
+        t = s.losses(batch, torch.Generator().manual_seed(0))
+        t["loss"].backward()
+        seen[step] = ("loss_bg" in t, any(p.grad is not None and p.grad.abs().sum() > 0 for p in s.decoder.parameters()),
+                      any(p.grad is not None and p.grad.abs().sum() > 0 for p in s.mapper.parameters()))
+    s._trainer = SimpleNamespace(global_step=0)
+    forced = s.losses(batch, torch.Generator().manual_seed(0), with_decoder=True)
+    s._trainer = None
+    assert seen == {0: (False, False, True), 2: (False, False, True), 3: (True, True, True)}
+    assert forced["loss_bg"] > 0
+    with pytest.raises(ValueError, match="mapper_warmup_steps"):
+        _stage1(tiny_clip_model, tiny_parts, mapper_warmup_steps=-1)
+
+
 def test_stage2_decreases_clip_loss():
     import time
 
