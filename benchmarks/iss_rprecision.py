@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--prompts", choices=["heldout", "all"], default="heldout")
     ap.add_argument("--iters", type=int, default=None, help="override n_iters (default: the config's 20)")
     ap.add_argument("--lr", type=float, default=None, help="override the stage-2 Adam learning rate (default: the config's 1e-4)")
+    ap.add_argument("--clip-background", choices=["field", "white"], default=None,
+                    help="what the guidance CLIP sees on missed rays (default: the config's 'field', the code; 'white' "
+                         "stops stage 2 painting the prompt into the off-surface colour field, iss/README.md)")
     ap.add_argument("--guidance-score", action="store_true",
                     help="also score every shape with the guidance CLIP (a diagnostic: does stage 2 fool only the CLIP it "
                          "optimises?); the table's figures stay held-out")
@@ -151,6 +154,8 @@ def build_system(args):
         cfg.model.init_args.n_iters = args.iters
     if args.lr is not None:
         cfg.model.init_args.lr = args.lr
+    if args.clip_background is not None:
+        cfg.model.init_args.clip_background = args.clip_background
     system = parser.instantiate_classes(cfg).model
     system.load_pretrained()
     return system.eval()

@@ -27,7 +27,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,11 @@ class Stage2System(LightningModule):
         bg_loss_form: ``l1_mean`` (code) or ``l2_sum`` (paper).
         clip_norm, clip_resize_mode, transpose_clip_input: CLIP input of renders (§2.1; defaults: CLIP's mean/std,
             nearest resize, upright).
+        clip_background: what CLIP sees where a ray misses the shape. ``field``: the colour field ``D_c`` at the miss
+            point, which ``L_bg`` pushes to white (the code, [C]); ``white``: white, so only the shape's own pixels
+            carry the prompt. With ``field`` the optimisation can paint the prompt into the off-surface colour field
+            while shrinking the shape, which the mesh and any white-background render do not show (measured on
+            shapeworld, iss/README.md) [S].
         n_steps: ray samples while optimising (None: the renderer's).
         diversity: diversified generation (§5.1); tau1, tau2: its mixing weights (0.75 / 0.9, [S]).
         export_mesh: write ``mesh.ply`` per prompt; mesh_resolution_0, mesh_upsampling_steps, mesh_bound: the
@@ -124,7 +129,8 @@ class Stage2System(LightningModule):
                  svr_ckpt: Optional[str] = None, allow_random_init: bool = False, n_iters: int = 20, n_views: int = 10, render_res: int = 90,
                  cam_scale: float = 1.5, lr: float = 1e-4, lambda_clip: float = 4.0, lambda_bg: float = 3.0,
                  bg_loss_form: BgForm = "l1_mean", clip_norm: ClipNorm = "clip", clip_resize_mode: ResizeMode = "nearest",
-                 transpose_clip_input: bool = False, n_steps: Optional[int] = None, diversity: bool = False,
+                 transpose_clip_input: bool = False, clip_background: Literal["field", "white"] = "field",
+                 n_steps: Optional[int] = None, diversity: bool = False,
                  tau1: float = 0.75, tau2: float = 0.9, export_mesh: bool = True, mesh_resolution_0: int = 32,
                  mesh_upsampling_steps: int = 3, mesh_bound: float = 0.5, n_preview_views: int = 5, preview_res: int = 100,
                  video_frames: int = 30, video_res: int = 100, eval_clip: Optional[CLIPModel] = None, n_eval_views: int = 8,
@@ -135,6 +141,8 @@ class Stage2System(LightningModule):
             raise ValueError(f"need n_iters >= 0, n_views >= 1, render_res >= 2; got {n_iters}, {n_views}, {render_res}")
         if stage1_ckpt is not None and svr_ckpt is not None:
             raise ValueError("give stage1_ckpt (ISS) or svr_ckpt (the 'w/o stage 1' ablation), not both")
+        if clip_background not in ("field", "white"):
+            raise ValueError(f"clip_background must be 'field' (the code) or 'white', got {clip_background!r}")
         if any(k < 1 for k in snapshot_iters):
             raise ValueError(f"snapshot_iters counts optimiser steps from 1; got {snapshot_iters}")
         self.clip, self.eval_clip = clip, eval_clip
@@ -205,7 +213,8 @@ class Stage2System(LightningModule):
         h = self.hparams
         c = self.mapper(x).expand(len(cams), -1)  # [V, C]
         out = self.renderer.render_image(self.decoder, c, cams, h.render_res, n_steps=h.n_steps)
-        emb = embed_renders(self.clip, out.chw(), h.clip_resize_mode, h.clip_norm, h.transpose_clip_input)
+        images = out.chw() if h.clip_background == "field" else white_background(out.rgb, out.hit).permute(0, 3, 1, 2)
+        emb = embed_renders(self.clip, images, h.clip_resize_mode, h.clip_norm, h.transpose_clip_input)
         l_clip = clip_loss(emb, target)
         l_bg = sum(bg_loss(out.rgb[v], out.hit[v], h.bg_loss_form) for v in range(len(cams)))  # Σ_v, per-view mean [C]
         return {"loss": h.lambda_clip * l_clip + h.lambda_bg * l_bg, "loss_clip": l_clip, "loss_bg": l_bg,

@@ -147,6 +147,30 @@ def test_stage2_decreases_clip_loss():
     assert red(res["code"]) > red0
 
 
+@pytest.mark.parametrize("background", ["field", "white"])
+def test_stage2_clip_background(background):
+    """``field`` (the code): CLIP sees the colour field where rays miss, so a shape-less code still gets a CLIP gradient
+    through the off-surface colour; ``white``: misses are white, so it gets none."""
+    torch.manual_seed(0)
+    dec = CodeSphereField(8, r=-1.0)  # no surface anywhere: every ray misses
+    s = Stage2System(ToyCLIP(), dec, CLIP2ShapeMapper(16, 16, 8), DVRRenderer(bound=0.5, n_steps=8), ViewSampler(),
+                     allow_random_init=True, n_views=2, render_res=6, lambda_bg=0.0, clip_background=background)
+    s.load_pretrained()
+    x, target = s.text_features("a red ball")
+    terms = s.step_losses(x, target, ViewSampler().ring(2).scale_translation(1.5))
+    assert terms["hit_fraction"] == 0
+    terms["loss"].backward()
+    grad = sum(p.grad.abs().sum() for p in s.mapper.parameters() if p.grad is not None)
+    if background == "white":  # an all-white image: the CLIP loss is a constant
+        white = F.normalize(torch.ones(1, 3) @ ToyCLIP().A, dim=-1)
+        assert torch.allclose(terms["loss_clip"], 2 * (1 - F.cosine_similarity(white, target)).sum(), atol=1e-5)
+        assert grad == 0
+    else:
+        assert grad > 0
+    with pytest.raises(ValueError, match="clip_background"):
+        Stage2System(ToyCLIP(), dec, CLIP2ShapeMapper(16, 16, 8), clip_background="black")
+
+
 def test_stage2_snapshots_are_the_shorter_runs():
     """The iteration-k snapshot (the code's intermediate checkpoints) is exactly the result of a k-iteration run."""
     torch.manual_seed(0)
