@@ -45,9 +45,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "experiments/shapeworld/iss.yaml"), help="stage-2 config for the sizes")
     ap.add_argument("--prompts", choices=["heldout", "all"], default="heldout")
     ap.add_argument("--iters", type=int, default=None, help="override n_iters (default: the config's 20)")
-    ap.add_argument("--lr", type=float, default=None, help="override the stage-2 Adam learning rate (default: the config's 1e-4)")
+    ap.add_argument("--lr", type=float, default=None, help="override the stage-2 Adam learning rate (default: the config's; the code's is 1e-4)")
     ap.add_argument("--clip-background", choices=["field", "white"], default=None,
-                    help="what the guidance CLIP sees on missed rays (default: the config's 'field', the code; 'white' "
+                    help="what the guidance CLIP sees on missed rays (default: the config's; 'field' is the code, 'white' "
                          "stops stage 2 painting the prompt into the off-surface colour field, iss/README.md)")
     ap.add_argument("--guidance-score", action="store_true",
                     help="also score every shape with the guidance CLIP (a diagnostic: does stage 2 fool only the CLIP it "
