@@ -114,6 +114,7 @@ def summarise(run_root: Path) -> int:
     spelling of the name), their mean ± standard error and the paired t statistic (mean / s.e.)."""
     import math
     import re
+    import statistics
 
     pat = re.compile(r"quality-(nerf|dietnerf)(?:-2views)?(?:-seed(\d+))?$")  # untagged runs at the default λ only
     found: dict = {}
@@ -136,9 +137,7 @@ def summarise(run_root: Path) -> int:
               f"{d['psnr_far']:.2f} | {margins['psnr'][-1]:+.2f} / {margins['psnr_far'][-1]:+.2f} | {margins['ssim'][-1]:+.3f} |")
 
     def mean_se(x):
-        m = sum(x) / len(x)
-        se = math.sqrt(sum((v - m) ** 2 for v in x) / (len(x) - 1) / len(x)) if len(x) > 1 else float("nan")
-        return m, se
+        return statistics.mean(x), (statistics.stdev(x) / math.sqrt(len(x)) if len(x) > 1 else float("nan"))
 
     (mh, sh), (mf, sf), (ms, ss) = (mean_se(margins[k]) for k in ("psnr", "psnr_far", "ssim"))
     print(f"| **mean ± s.e. ({len(pairs)} draws)** | | | | **{mh:+.2f} ± {sh:.2f} / {mf:+.2f} ± {sf:.2f}** | "

@@ -32,6 +32,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from iss.clip_features import embed_renders
+    from iss.metrics import clip_r_precision
     from iss.prompts import shapeworld_eval_prompts
     from iss.stage2 import white_background
     from iss_rprecision import build_system
@@ -52,20 +53,22 @@ def main() -> None:
         print(f"{key:12s}", " ".join(f"{v:.3f}" for v in res["history"][key]))
     codes = {"stage 1": s.stage1_code(x), **{f"it {i}": v["code"] for i, v in res["snapshots"].items()},
              f"it {h.n_iters}": res["code"]}
-    cams = s.views.ring(h.n_eval_views)
-    texts = {n: F.normalize(c.encode_text([prompt]).float(), dim=-1) for n, c in (("held-out", s.eval_clip), ("guidance", s.clip))}
+    cams = s.views.ring(h.n_eval_views).scale_translation(h.cam_scale)  # evaluate_code's views
+    clips = {"held-out": s.eval_clip, "guidance": s.clip}
+    texts = {n: F.normalize(c.encode_text([prompt]).float(), dim=-1) for n, c in clips.items()}
     print("| shape | held-out R@1 (white) | cos held-out field / white | cos guidance field / white | hit fraction |\n"
           "|---|---|---|---|---|")
     for name, code in codes.items():
-        r = s.evaluate_code(code, prompt, ps.pool, true)
-        with torch.no_grad():
-            out = s.renderer.render_image(s.decoder, code.reshape(1, -1).expand(len(cams), -1), cams, h.eval_res or 64)
-            field, white = out.chw(), white_background(out.rgb, out.hit).permute(0, 3, 1, 2)
+        with torch.no_grad():  # one render per shape, scored with either background
+            out = s.renderer.render_image(s.decoder, code.reshape(1, -1).expand(len(cams), -1), cams, h.eval_res or 64,
+                                          ray_chunk=4096)
+            field = out.chw()
+            white = white_background(out.rgb, out.hit).clamp(0, 1).permute(0, 3, 1, 2)  # as Stage2System.render_code
             cos = {n: [(embed_renders(c, im, h.clip_resize_mode, h.clip_norm) @ texts[n].T).mean().item() for im in (field, white)]
-                   for n, c in (("held-out", s.eval_clip), ("guidance", s.clip))}
-        print(f"| {name} | {r['r_precision']:.2f} | {cos['held-out'][0]:.2f} / {cos['held-out'][1]:.2f} | "
+                   for n, c in clips.items()}
+            r_at_1 = clip_r_precision(s.eval_clip, white, ps.pool, [int(true)] * len(cams)).value
+        print(f"| {name} | {r_at_1:.2f} | {cos['held-out'][0]:.2f} / {cos['held-out'][1]:.2f} | "
               f"{cos['guidance'][0]:.2f} / {cos['guidance'][1]:.2f} | {out.hit.float().mean():.3f} |")
-
 
 if __name__ == "__main__":
     main()
