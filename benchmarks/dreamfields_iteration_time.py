@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
@@ -36,21 +36,13 @@ sys.path.insert(0, str(ROOT))
 
 def build_system(configs, size: int, samples: Optional[int]):
     """Parse and instantiate the ``model`` of layered configs (as ``lightning fit`` does)."""
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningModule
+    from common.model_config import build_model
 
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--config", action="config")
-    parser.add_subclass_arguments(LightningModule, "model", required=True)
-    for key in ("trainer", "data", "run", "seed_everything"):
-        parser.add_argument(f"--{key}", type=Optional[Any], default=None)
-    args = [a for c in configs for a in ("--config", c)]
-    args += ["--model.init_args.retrieval", "[]",
-             "--model.init_args.camera.init_args.height", str(size), "--model.init_args.camera.init_args.width", str(size)]
+    args = ["--model.init_args.retrieval", "[]",
+            "--model.init_args.camera.init_args.height", str(size), "--model.init_args.camera.init_args.width", str(size)]
     if samples:
         args += ["--model.init_args.renderer.init_args.n_samples", str(samples)]
-    cfg = parser.parse_args(args)
-    model = parser.instantiate_classes(cfg).model
+    model = build_model(configs, args)
     for clip in model.guidance.clips:  # random init of the real architecture: open_clip.create_model(..., pretrained=None)
         clip.pretrained, clip.checkpoint = None, None
     return model

@@ -127,17 +127,11 @@ def main() -> None:
 
 def build_system(args):
     """The Stage2System of the config with its stage-1 checkpoint (the CLI's own parser builds the classes)."""
-    from jsonargparse import ArgumentParser
-
+    from common.model_config import instantiate, model_parser
     from iss.stage2 import Stage2System
 
-    parser = ArgumentParser()
-    parser.add_argument("--model", type=Stage2System)
-    parser.add_argument("--data", type=dict)
-    parser.add_argument("--trainer", type=dict)
-    parser.add_argument("--run", type=dict)
-    parser.add_argument("--seed_everything", type=int)
-    cfg = parser.parse_path(args.config)
+    parser = model_parser()
+    cfg = parser.parse_args(["--config", args.config])
     cfg.model.init_args.stage1_ckpt = args.stage1_ckpt
     cfg.model.init_args.svr_ckpt = args.svr_ckpt or args.ei_svr_ckpt
     if args.ei_svr_ckpt:  # D takes CLIP-width codes: size the decoder (and the unused mapper) by the checkpoint
@@ -156,7 +150,9 @@ def build_system(args):
         cfg.model.init_args.lr = args.lr
     if args.clip_background is not None:
         cfg.model.init_args.clip_background = args.clip_background
-    system = parser.instantiate_classes(cfg).model
+    system = instantiate(parser, cfg).model
+    if not isinstance(system, Stage2System):
+        raise SystemExit(f"{args.config} configures {type(system).__name__}, not the ISS stage-2 Stage2System")
     system.load_pretrained()
     return system.eval()
 

@@ -100,13 +100,11 @@ def save_shapeworld_like_pipeline(path: Path) -> Path:
 
 def bench_shapeworld(iters: int, threads: int, config: str = "experiments/shapeworld/sjc.yaml"):
     import yaml
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningModule
+
+    from common.model_config import model_from_section
 
     torch.set_num_threads(threads)
     cfg = yaml.safe_load((ROOT / config).read_text())
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(LightningModule, "model")
     model_cfg = cfg["model"]
     diff = model_cfg["init_args"]["guidance"]["init_args"]["diffusion"]["init_args"]
     real = (ROOT / diff["model"] / "model_index.json").is_file()
@@ -114,7 +112,7 @@ def bench_shapeworld(iters: int, threads: int, config: str = "experiments/shapew
     if not real:
         tmp = tempfile.TemporaryDirectory()
         diff["model"] = str(save_shapeworld_like_pipeline(Path(tmp.name)))
-    system = parser.instantiate_classes(parser.parse_object({"model": model_cfg})).model
+    system = model_from_section(model_cfg)
     system.total_steps = cfg["trainer"]["max_steps"]
     system.setup("fit")
     opt = system.configure_optimizers()

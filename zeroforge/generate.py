@@ -56,7 +56,7 @@ def load_system(run: str, ckpt: Optional[str] = None, device: str = "cpu", overr
         device: where to put the model.
         overrides: further YAML files whose ``model:`` sections are merged on top (e.g. a tiny override).
     """
-    from jsonargparse import ArgumentParser
+    from common.model_config import model_from_section
 
     config, ckpt = _resolve(run, ckpt)
     model_cfg = (yaml.safe_load(config.read_text()) or {}).get("model")
@@ -64,9 +64,7 @@ def load_system(run: str, ckpt: Optional[str] = None, device: str = "cpu", overr
         raise ValueError(f"{config} has no model: section")
     for path in overrides:
         model_cfg = _merge(model_cfg, (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {})
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(LightningModule, "model", required=True)
-    system = parser.instantiate(parser.parse_object({"model": model_cfg})).model
+    system = model_from_section(model_cfg)
     if not hasattr(system, "prepare_inference"):
         raise ValueError(f"{type(system).__name__} does not generate shapes: use a ZeroForge or CLIP-Forge flow run")
     return system.prepare_inference(ckpt).to(device)

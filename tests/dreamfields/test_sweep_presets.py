@@ -70,19 +70,9 @@ def test_summary_uses_the_standard_error_of_table_4_1():
 
 def build_model(configs):
     """The ``model`` of layered configs, parsed and instantiated by jsonargparse as the CLI does."""
-    from typing import Any, Optional
+    from common.model_config import build_model as build
 
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningModule
-
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--config", action="config")
-    parser.add_subclass_arguments(LightningModule, "model", required=True)
-    for key in ("trainer", "data", "run"):
-        parser.add_argument(f"--{key}", type=Optional[Any], default=None)
-    parser.add_argument("--seed_everything", type=Optional[Any], default=None)
-    cfg = parser.parse_args([a for c in configs for a in ("--config", c)])
-    return parser.instantiate_classes(cfg).model
+    return build(configs)
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: str(p.relative_to(ROOT / "dreamfields" / "presets")))

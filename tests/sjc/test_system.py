@@ -197,16 +197,13 @@ def test_mesh_export_from_the_density_grid(tmp_path):
 
 # ---------------------------------------------------------------------- config defaults (T15)
 def _build_model(name):
-    """The model and trainer max_steps of an experiment YAML, through jsonargparse (no weights loaded).
-    (SuiteCLI(run=False) cannot be used: its instantiate_trainer needs a subcommand.)"""
+    """The model and trainer max_steps of an experiment YAML, through jsonargparse (no weights loaded)."""
     import yaml
-    from jsonargparse import ArgumentParser
-    from lightning.pytorch import LightningModule
+
+    from common.model_config import model_from_section
 
     cfg = yaml.safe_load((ROOT / "experiments" / name).read_text())
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(LightningModule, "model")
-    model = parser.instantiate_classes(parser.parse_object({"model": cfg["model"]})).model
+    model = model_from_section(cfg["model"])
     return SimpleNamespace(model=model, max_steps=cfg["trainer"]["max_steps"])
 
 
