@@ -53,13 +53,17 @@ def main() -> None:
                     help="also score every shape with the guidance CLIP (a diagnostic: does stage 2 fool only the CLIP it "
                          "optimises?); the table's figures stay held-out")
     ap.add_argument("--views", type=int, default=8, help="evaluation views per shape")
-    ap.add_argument("--limit", type=int, default=None, help="score only the first N prompts (a smoke run)")
+    ap.add_argument("--start", type=int, default=0, help="first prompt (index into --prompts)")
+    ap.add_argument("--stride", type=int, default=1,
+                    help="every k-th prompt from --start (with --prompts all, a stride coprime to 6, e.g. 5, varies the colours)")
+    ap.add_argument("--limit", type=int, default=None, help="score at most N prompts (a smoke run)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write per-prompt rows here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from common.io import atomic_write_text
     from common.metrics import r_precision_sem
     from common.priors.base import PriorWeightsNotFoundError
     from iss.prompts import shapeworld_eval_prompts
@@ -72,7 +76,11 @@ def main() -> None:
     system = build_system(args)
     ps = shapeworld_eval_prompts(args.prompts)
     rows = []
-    for i, (prompt, true) in enumerate(list(zip(ps.prompts, ps.true_index))[:args.limit]):
+    if args.start < 0 or args.stride < 1:
+        raise SystemExit(f"need --start >= 0 and --stride >= 1, got {args.start} and {args.stride}")
+    chosen = list(range(len(ps.prompts)))[args.start::args.stride][:args.limit]
+    for i in chosen:  # i seeds the prompt's cameras, as in stage 2 runs of the whole list
+        prompt, true = ps.prompts[i], ps.true_index[i]
         x, _ = system.text_features(prompt)
         if args.ei_svr_ckpt:  # E_I + D: the text feature in place of the image feature [P]
             rows.append({"prompt": prompt, "ei_d": system.evaluate_code(x[0], prompt, ps.pool, true)})
@@ -91,10 +99,12 @@ def main() -> None:
                 scores[stage].update(guidance_r_precision=g["r_precision"], guidance_clip_similarity=g["clip_similarity"])
         s1, s2 = scores["stage1"], scores["stage2"]
         rows.append({"prompt": prompt, **scores, "seconds": seconds, "history": res["history"]})
+        if args.json:  # after every prompt, so that an interrupted run keeps what it measured
+            atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
         print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
               f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
     n = len(rows) * args.views
-    pairs = {r["prompt"]: ps.pool[t] for r, t in zip(rows, ps.true_index)}  # the prompt's "a {colour} {shape}" caption
+    pairs = {p: ps.pool[t] for p, t in zip(ps.prompts, ps.true_index)}  # the prompt's "a {colour} {shape}" caption
 
     def part_accuracy(stage: str, part: int) -> float:
         """Fraction of views whose retrieved caption has the prompt's colour (part 0) or shape (part 1)."""
@@ -122,7 +132,7 @@ def main() -> None:
     if "seconds" in rows[0]:
         print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
 
 
 def build_system(args):

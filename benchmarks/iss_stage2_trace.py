@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--lambda-bg", type=float, default=None)
     ap.add_argument("--clip-background", choices=["field", "white"], default=None)
+    ap.add_argument("--config", default=str(ROOT / "experiments/shapeworld/iss.yaml"), help="stage-2 config")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -37,7 +38,7 @@ def main() -> None:
     from iss.stage2 import white_background
     from iss_rprecision import build_system
 
-    bench = argparse.Namespace(config=str(ROOT / "experiments/shapeworld/iss.yaml"), stage1_ckpt=args.stage1_ckpt,
+    bench = argparse.Namespace(config=args.config, stage1_ckpt=args.stage1_ckpt,
                                svr_ckpt=None, ei_svr_ckpt=None, lambda_bg=args.lambda_bg, views=8, iters=None,
                                lr=args.lr, clip_background=args.clip_background)
     s = build_system(bench)
