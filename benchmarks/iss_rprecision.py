@@ -25,8 +25,10 @@ Ablations of Table 1 (spec §10.3): ``--svr-ckpt <stage-0 ckpt>`` instead of ``-
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = ap.add_mutually_exclusive_group(required=True)
+    src = ap.add_mutually_exclusive_group()
     src.add_argument("--stage1-ckpt", help="ISS: the stage-1 checkpoint")
     src.add_argument("--svr-ckpt", help="the 'w/o stage 1' ablation: stage-0 decoder, random mapper (its 'stage 1' row is the "
                                         "random mapper)")
@@ -59,12 +61,22 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="score at most N prompts (a smoke run)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write per-prompt rows here")
+    ap.add_argument("--summarise", nargs="+", metavar="JSON", default=None,
+                    help="print the table of earlier --json files, pooled (e.g. several --start/--stride subsets); runs nothing")
     args = ap.parse_args()
+    if args.summarise:
+        rows = [row for f in args.summarise for row in json.loads(Path(f).read_text())]
+        seen = [r["prompt"] for r in rows]
+        if len(set(seen)) != len(seen):
+            raise SystemExit("the --summarise files share prompts; pool disjoint subsets only")
+        report(rows)
+        return
+    if not (args.stage1_ckpt or args.svr_ckpt or args.ei_svr_ckpt):
+        ap.error("give --stage1-ckpt, --svr-ckpt or --ei-svr-ckpt (or --summarise JSON files)")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from common.io import atomic_write_text
-    from common.metrics import r_precision_sem
     from common.priors.base import PriorWeightsNotFoundError
     from iss.prompts import shapeworld_eval_prompts
     from shapeworld.priors import clip_paths
@@ -103,36 +115,57 @@ def main() -> None:
             atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
         print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
               f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
-    n = len(rows) * args.views
+    labels = {"ei_d": "E_I + D (normalize(f_T) → D, no optimisation)",
+              "stage1": "random M, stage-0 D (no optimisation)" if args.svr_ckpt else "stage 1 only (M(f_T), no optimisation)",
+              "stage2": f"stage 2 ({system.hparams.n_iters} iterations)"}
+    report(rows, labels)
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
+
+
+def report(rows: list, labels: Optional[dict] = None) -> None:
+    """Print the table of per-prompt rows: R@1 with its standard error over prompts (the views of one shape are not
+    independent), the colour/shape parts of the retrieved captions, similarity, and the paired stage 2 − stage 1."""
+    import statistics
+
+    from iss.prompts import shapeworld_eval_prompts
+
+    ps = shapeworld_eval_prompts("all")
     pairs = {p: ps.pool[t] for p, t in zip(ps.prompts, ps.true_index)}  # the prompt's "a {colour} {shape}" caption
+    labels = {"stage1": "stage 1 only (M(f_T), no optimisation)", "stage2": "stage 2 (final iteration)", **(labels or {})}
+
+    def mean_se(values: list) -> tuple:
+        return statistics.mean(values), (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan"))
 
     def part_accuracy(stage: str, part: int) -> float:
         """Fraction of views whose retrieved caption has the prompt's colour (part 0) or shape (part 1)."""
-        split = lambda c: (c.split(" ", 2)[1], c.split(" ", 2)[2])  # "a red cube" → ("red", "cube")
+        split = lambda c: (c.split(" ", 2)[1], c.split(" ", 2)[2])  # noqa: E731  "a red cube" → ("red", "cube")
         hits = [split(c)[part] == split(pairs[r["prompt"]])[part] for r in rows for c in r[stage]["retrieved"]]
         return sum(hits) / len(hits)
 
-    print(f"\n| | R-precision@1 (held-out CLIP, {len(rows)} prompts × {args.views} views) | colour read right | shape read right "
-          f"| CLIP similarity |\n|---|---|---|---|---|")
-    for stage in [k for k in rows[0] if k.startswith("stage") or k == "ei_d"]:
-        p = sum(r[stage]["r_precision"] for r in rows) / len(rows)
-        sim = sum(r[stage]["clip_similarity"] for r in rows) / len(rows)
-        label = ("E_I + D (normalize(f_T) → D, no optimisation)" if stage == "ei_d" else
-                 ("random M, stage-0 D (no optimisation)" if args.svr_ckpt else "stage 1 only (M(f_T), no optimisation)")
-                 if stage == "stage1" else
-                 f"stage 2 ({system.hparams.n_iters} iterations)" if stage == "stage2" else
-                 f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)")
+    views = len(rows[0][next(k for k in rows[0] if k.startswith("stage") or k == "ei_d")]["retrieved"])
+    print(f"\n| | R-precision@1 ± s.e. over prompts (held-out CLIP, {len(rows)} prompts × {views} views) | colour read right "
+          f"| shape read right | CLIP similarity |\n|---|---|---|---|---|")
+    stages = [k for k in rows[0] if k.startswith("stage") or k == "ei_d"]
+    for stage in stages:
+        p, se = mean_se([r[stage]["r_precision"] for r in rows])
+        sim = statistics.mean(r[stage]["clip_similarity"] for r in rows)
+        label = labels.get(stage) or (f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)"
+                                      if "_it" in stage else stage)
         guided = ""
         if "guidance_r_precision" in rows[0][stage]:
-            gp = sum(r[stage]["guidance_r_precision"] for r in rows) / len(rows)
-            gs = sum(r[stage]["guidance_clip_similarity"] for r in rows) / len(rows)
+            gp = statistics.mean(r[stage]["guidance_r_precision"] for r in rows)
+            gs = statistics.mean(r[stage]["guidance_clip_similarity"] for r in rows)
             guided = f" guidance CLIP: R@1 {100 * gp:.1f} %, similarity {gs:.3f} |"
-        print(f"| {label} | {100 * p:.1f} ± {r_precision_sem(p, n):.1f} % | {100 * part_accuracy(stage, 0):.1f} % "
+        print(f"| {label} | {100 * p:.1f} ± {100 * se:.1f} % | {100 * part_accuracy(stage, 0):.1f} % "
               f"| {100 * part_accuracy(stage, 1):.1f} % | {sim:.3f} |{guided}")
+    if "stage1" in stages and "stage2" in stages:  # the bar: stage 2 ≥ stage 1, paired by prompt
+        d = [r["stage2"]["r_precision"] - r["stage1"]["r_precision"] for r in rows]
+        m, se = mean_se(d)
+        print(f"stage 2 − stage 1, paired by prompt: {100 * m:+.1f} ± {100 * se:.1f} points (t = {m / se:.2f}); "
+              f"stage 2 ahead on {sum(x > 0 for x in d)}, behind on {sum(x < 0 for x in d)}, level on {sum(x == 0 for x in d)}")
     if "seconds" in rows[0]:
-        print(f"seconds per prompt (stage 2): {sum(r['seconds'] for r in rows) / len(rows):.1f}")
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
+        print(f"seconds per prompt (stage 2): {statistics.mean(r['seconds'] for r in rows):.1f}")
 
 
 def build_system(args):

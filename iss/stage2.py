@@ -24,7 +24,9 @@ shape are both scored by R-precision and CLIP similarity; ``stage2_metrics.json`
 
 import copy
 import json
+import math
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Dict, List, Literal, Optional
@@ -360,8 +362,6 @@ class Stage2System(LightningModule):
         self._results.append(record)
 
     def on_train_end(self) -> None:
-        from common.metrics import r_precision_sem
-
         if not self._results:
             return
         summary: dict = {"n_prompts": len(self._results),
@@ -373,7 +373,6 @@ class Stage2System(LightningModule):
                 for key in [k for k, v in rows[0].items() if isinstance(v, (int, float))]:
                     vals = [row[key] for row in rows]
                     summary[f"{stage}_{key}"] = sum(vals) / len(vals)
-                if "r_precision" in rows[0]:  # every evaluation view is one retrieval
-                    p = summary[f"{stage}_r_precision"]
-                    summary[f"{stage}_r_precision_sem"] = r_precision_sem(p, len(rows) * self.hparams.n_eval_views)
+                if "r_precision" in rows[0] and len(rows) > 1:  # s.e. over prompts: one shape's views are not independent
+                    summary[f"{stage}_r_precision_sem"] = statistics.stdev(r["r_precision"] for r in rows) / math.sqrt(len(rows))
         atomic_write_text(Path(self.trainer.default_root_dir) / "stage2_metrics.json", json.dumps(summary, indent=2))

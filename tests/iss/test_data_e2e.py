@@ -109,6 +109,7 @@ def test_e2e_tiny(tmp_path, tiny_clip_model, tiny_parts, scene_items):
     assert snap["iteration"] == 1 and snap["stage"] == "stage2_result" and snap["code"].shape == (dec2.c_dim,)
     summary = json.loads((tmp_path / "stage2" / "stage2_metrics.json").read_text())
     assert summary["n_prompts"] == 1 and "stage1_r_precision" in summary and "stage2_clip_similarity" in summary
+    assert "stage1_r_precision_sem" not in summary  # a standard error over prompts needs two of them
     record = json.loads((folder / "metrics.json").read_text())
     assert all(math.isfinite(v) for v in record["history"]["loss"])
     assert len(record["stage2"]["retrieved"]) == 2 and record["stage2"]["retrieved"][0] == "a red sphere"  # pool of one
