@@ -137,3 +137,31 @@ def test_camera_scaling(make_cams):
     closest = o - ((o * w).sum(-1, keepdim=True) / (w * w).sum(-1, keepdim=True)) * w
     assert closest.norm(dim=-1).max() < 1e-5
     assert math.isclose(float(sw.origins[:, 2].min()), 4 * math.sin(math.radians(15)), rel_tol=0.5)
+
+
+def test_shapeworld_miss_points_lie_in_free_space():
+    """A missing ray's colour is read at camera depth ``miss_point_depth`` and ``L_bg`` pushes it to white. DVR's
+    d = 1 with ShapeNet's cameras (distance 2.732, ISS's ×1.5 in stage 2) puts that point in free space in front of
+    the object box; the shapeworld configs must too, or ``L_bg`` whitens the field beside the silhouette and erodes
+    the shape (iss/README.md)."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "experiments" / "shapeworld"
+    for name in ("iss_svr.yaml", "iss_stage1.yaml", "iss.yaml", "iss_stylize.yaml"):
+        args = yaml.safe_load((root / name).read_text())["model"]["init_args"]
+        ren = DVRRenderer(**args["renderer"]["init_args"])
+        views = args.get("views", {}).get("init_args", {"azimuth": [0.0, 360.0], "elevation": [15.0, 50.0],
+                                                      "radius": [4.0, 4.0], "focal": [2.82, 3.39], "up": "z"})
+        cams = ViewSampler(**views).sample(16, torch.Generator().manual_seed(0))
+        cams = cams.scale_translation(args.get("cam_scale", 1.0))
+        o, w, *_ = ren.ray_setup(cams, pixel_grid(16, 16))
+        miss_points = o + ren.miss_point_depth * w  # [B, R, 3]
+        assert (miss_points.abs().amax(-1) > ren.cube).all(), name
+    # and the DVR geometry this mirrors: ShapeNet box 0.5, camera distance 2.732 (×1.5 in stage 2), d = 1
+    for scale in (1.0, 1.5):
+        cams = ViewSampler(radius=(2.732, 2.732)).sample(16, torch.Generator().manual_seed(0)).scale_translation(scale)
+        ren = DVRRenderer()
+        o, w, *_ = ren.ray_setup(cams, pixel_grid(16, 16))
+        assert ((o + ren.miss_point_depth * w).abs().amax(-1) > ren.cube).all()
