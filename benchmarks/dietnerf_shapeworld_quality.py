@@ -112,9 +112,9 @@ def _latest_metrics(run_dir: Path):
 def summarise(run_root: Path) -> int:
     """Per-draw margins of every view seed with both a NeRF and a DietNeRF run (default settings, any ``--views 2``
     spelling of the name), their mean ± standard error and the paired t statistic (mean / s.e.)."""
-    import math
     import re
-    import statistics
+
+    from common.metrics import mean_sem
 
     pat = re.compile(r"quality-(nerf|dietnerf)(?:-2views)?(?:-seed(\d+))?$")  # untagged runs at the default λ only
     found: dict = {}
@@ -136,10 +136,7 @@ def summarise(run_root: Path) -> int:
         print(f"| {seed} | {d.get('train_views')} | {b['psnr']:.2f} / {b['psnr_far']:.2f} | {d['psnr']:.2f} / "
               f"{d['psnr_far']:.2f} | {margins['psnr'][-1]:+.2f} / {margins['psnr_far'][-1]:+.2f} | {margins['ssim'][-1]:+.3f} |")
 
-    def mean_se(x):
-        return statistics.mean(x), (statistics.stdev(x) / math.sqrt(len(x)) if len(x) > 1 else float("nan"))
-
-    (mh, sh), (mf, sf), (ms, ss) = (mean_se(margins[k]) for k in ("psnr", "psnr_far", "ssim"))
+    (mh, sh), (mf, sf), (ms, ss) = (mean_sem(margins[k]) for k in ("psnr", "psnr_far", "ssim"))
     print(f"| **mean ± s.e. ({len(pairs)} draws)** | | | | **{mh:+.2f} ± {sh:.2f} / {mf:+.2f} ± {sf:.2f}** | "
           f"{ms:+.3f} ± {ss:.3f} |")
     wins = [sum(x > 0 for x in margins[k]) for k in ("psnr", "psnr_far")]

@@ -25,7 +25,6 @@ Ablations of Table 1 (spec §10.3): ``--svr-ckpt <stage-0 ckpt>`` instead of ``-
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -98,29 +97,27 @@ def main() -> None:
             rows.append({"prompt": prompt, "ei_d": system.evaluate_code(x[0], prompt, ps.pool, true)})
             print(f"{prompt:40s} E_I + D R@1 {rows[-1]['ei_d']['r_precision']:.2f} sim {rows[-1]['ei_d']['clip_similarity']:.3f}",
                   flush=True)
-            continue
-        start = time.perf_counter()
-        res = system.optimise(prompt, seed=i)
-        seconds = time.perf_counter() - start
-        codes = {"stage1": system.stage1_code(x), **{f"stage2_it{k}": v["code"] for k, v in sorted(res["snapshots"].items())},
-                 "stage2": res["code"]}
-        scores = {stage: system.evaluate_code(code, prompt, ps.pool, true) for stage, code in codes.items()}
-        if args.guidance_score:
-            for stage, code in codes.items():
-                g = system.evaluate_code(code, prompt, ps.pool, true, clip=system.clip)
-                scores[stage].update(guidance_r_precision=g["r_precision"], guidance_clip_similarity=g["clip_similarity"])
-        s1, s2 = scores["stage1"], scores["stage2"]
-        rows.append({"prompt": prompt, **scores, "seconds": seconds, "history": res["history"]})
+        else:
+            start = time.perf_counter()
+            res = system.optimise(prompt, seed=i)
+            seconds = time.perf_counter() - start
+            codes = {"stage1": system.stage1_code(x), **{f"stage2_it{k}": v["code"] for k, v in sorted(res["snapshots"].items())},
+                     "stage2": res["code"]}
+            scores = {stage: system.evaluate_code(code, prompt, ps.pool, true) for stage, code in codes.items()}
+            if args.guidance_score:
+                for stage, code in codes.items():
+                    g = system.evaluate_code(code, prompt, ps.pool, true, clip=system.clip)
+                    scores[stage].update(guidance_r_precision=g["r_precision"], guidance_clip_similarity=g["clip_similarity"])
+            s1, s2 = scores["stage1"], scores["stage2"]
+            rows.append({"prompt": prompt, **scores, "seconds": seconds, "history": res["history"]})
+            print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
+                  f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
         if args.json:  # after every prompt, so that an interrupted run keeps what it measured
             atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
-        print(f"{prompt:40s} stage1 R@1 {s1['r_precision']:.2f} sim {s1['clip_similarity']:.3f} | "
-              f"stage2 R@1 {s2['r_precision']:.2f} sim {s2['clip_similarity']:.3f} | {rows[-1]['seconds']:.0f} s", flush=True)
     labels = {"ei_d": "E_I + D (normalize(f_T) → D, no optimisation)",
               "stage1": "random M, stage-0 D (no optimisation)" if args.svr_ckpt else "stage 1 only (M(f_T), no optimisation)",
               "stage2": f"stage 2 ({system.hparams.n_iters} iterations)"}
     report(rows, labels)
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
 
 
 def report(rows: list, labels: Optional[dict] = None) -> None:
@@ -128,14 +125,12 @@ def report(rows: list, labels: Optional[dict] = None) -> None:
     independent), the colour/shape parts of the retrieved captions, similarity, and the paired stage 2 − stage 1."""
     import statistics
 
+    from common.metrics import mean_sem
     from iss.prompts import shapeworld_eval_prompts
 
     ps = shapeworld_eval_prompts("all")
     pairs = {p: ps.pool[t] for p, t in zip(ps.prompts, ps.true_index)}  # the prompt's "a {colour} {shape}" caption
     labels = {"stage1": "stage 1 only (M(f_T), no optimisation)", "stage2": "stage 2 (final iteration)", **(labels or {})}
-
-    def mean_se(values: list) -> tuple:
-        return statistics.mean(values), (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan"))
 
     def part_accuracy(stage: str, part: int) -> float:
         """Fraction of views whose retrieved caption has the prompt's colour (part 0) or shape (part 1)."""
@@ -148,7 +143,7 @@ def report(rows: list, labels: Optional[dict] = None) -> None:
           f"| shape read right | CLIP similarity |\n|---|---|---|---|---|")
     stages = [k for k in rows[0] if k.startswith("stage") or k == "ei_d"]
     for stage in stages:
-        p, se = mean_se([r[stage]["r_precision"] for r in rows])
+        p, se = mean_sem([r[stage]["r_precision"] for r in rows])
         sim = statistics.mean(r[stage]["clip_similarity"] for r in rows)
         label = labels.get(stage) or (f"stage 2 after {stage.split('_it')[1]} iterations (the code's intermediate checkpoint)"
                                       if "_it" in stage else stage)
@@ -161,7 +156,7 @@ def report(rows: list, labels: Optional[dict] = None) -> None:
               f"| {100 * part_accuracy(stage, 1):.1f} % | {sim:.3f} |{guided}")
     if "stage1" in stages and "stage2" in stages:  # the bar: stage 2 ≥ stage 1, paired by prompt
         d = [r["stage2"]["r_precision"] - r["stage1"]["r_precision"] for r in rows]
-        m, se = mean_se(d)
+        m, se = mean_sem(d)
         print(f"stage 2 − stage 1, paired by prompt: {100 * m:+.1f} ± {100 * se:.1f} points (t = {m / se:.2f}); "
               f"stage 2 ahead on {sum(x > 0 for x in d)}, behind on {sum(x < 0 for x in d)}, level on {sum(x == 0 for x in d)}")
     if "seconds" in rows[0]:

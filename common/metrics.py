@@ -12,6 +12,7 @@ was looked for and how to supply it. They never report a number from random weig
 
 import math
 import os
+import statistics
 from dataclasses import dataclass
 from typing import List, Literal, Optional, Sequence
 
@@ -25,6 +26,7 @@ __all__ = [
     "RPrecision",
     "r_precision",
     "r_precision_sem",
+    "mean_sem",
     "normalize_caption",
     "CLIPRPrecision",
     "clip_score",
@@ -67,6 +69,21 @@ def r_precision_sem(p: float, n: int) -> float:
         2.81
     """
     return 100.0 * math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else float("nan")
+
+
+def mean_sem(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, standard error of the mean)`` of independent values (``nan`` s.e. for fewer than two), e.g. per-prompt
+    R-precision or per-seed margins.
+
+    Example:
+        >>> mean_sem([1.0, 2.0, 3.0])
+        (2.0, 0.5773502691896258)
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("mean_sem needs at least one value")
+    sem = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return statistics.mean(values), sem
 
 
 def r_precision(image_emb: Tensor, caption_emb: Tensor, true_idx: Tensor) -> RPrecision:

@@ -144,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     ap = argparse.ArgumentParser(description="ISS novelty (Fig. 6): Chamfer distance from each generated shape of a "
                                              "stage-2 run to its top-k CLIP-retrieved shapeworld training shapes")
-    ap.add_argument("--run", required=True, help="a stage-2 run folder (config.yaml, prompts/*/mesh.ply)")
+    ap.add_argument("--run", required=True, help="a stage-2 run folder (config.yaml, prompts/*/result.pt and mesh.ply)")
     ap.add_argument("--k", type=int, default=3, help="training shapes retrieved per prompt (3, [P])")
     ap.add_argument("--points", type=int, default=2048, help="surface points per shape")
     ap.add_argument("--n-objects", type=int, default=1980, help="shapeworld training objects in the bank")
@@ -162,12 +162,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     embed = lambda x: embed_renders(clip, x, h.clip_resize_mode, h.clip_norm, h.transpose_clip_input)  # noqa: E731
     bank = shapeworld_bank(embed, n_objects=args.n_objects, n_points=args.points)
     rows = []
-    for folder in sorted(p for p in (run / "prompts").glob("*") if (p / "mesh.ply").is_file()):
+    for folder in sorted(p for p in (run / "prompts").glob("*") if (p / "result.pt").is_file()):
         prompt = torch.load(folder / "result.pt", weights_only=True)["prompt"]
-        mesh = trimesh.load(folder / "mesh.ply", process=False)
-        if len(mesh.faces) == 0:
+        if not (folder / "mesh.ply").is_file():  # stage 2 writes no mesh when the shape has vanished
             rows.append({"prompt": prompt, "folder": folder.name, "empty_mesh": True})
+            print(f"{prompt:40s} no mesh (the shape vanished)", flush=True)
             continue
+        mesh = trimesh.load(folder / "mesh.ply", process=False)
         pts = sample_surface(mesh, args.points, torch.Generator().manual_seed(0))[0].numpy()
         f_t = F.normalize(clip.encode_text([prompt]).float(), dim=-1)[0]
         rows.append({"prompt": prompt, "folder": folder.name, **novelty(pts, f_t, bank, args.k)})

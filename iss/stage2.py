@@ -24,9 +24,7 @@ shape are both scored by R-precision and CLIP similarity; ``stage2_metrics.json`
 
 import copy
 import json
-import math
 import re
-import statistics
 import time
 from pathlib import Path
 from typing import Dict, List, Literal, Optional
@@ -38,6 +36,7 @@ from torch import Tensor
 
 from common.checks import check_finite_loss
 from common.io import atomic_path, atomic_write_text
+from common.metrics import mean_sem
 from common.priors.clip import CLIPModel
 from iss.cameras import DVRCameras, ViewSampler
 from iss.checkpoints import CheckpointMismatchError, check_decoder_meta, decoder_meta, load_part, read_checkpoint, sub_state
@@ -374,5 +373,5 @@ class Stage2System(LightningModule):
                     vals = [row[key] for row in rows]
                     summary[f"{stage}_{key}"] = sum(vals) / len(vals)
                 if "r_precision" in rows[0] and len(rows) > 1:  # s.e. over prompts: one shape's views are not independent
-                    summary[f"{stage}_r_precision_sem"] = statistics.stdev(r["r_precision"] for r in rows) / math.sqrt(len(rows))
+                    summary[f"{stage}_r_precision_sem"] = mean_sem([r["r_precision"] for r in rows])[1]
         atomic_write_text(Path(self.trainer.default_root_dir) / "stage2_metrics.json", json.dumps(summary, indent=2))

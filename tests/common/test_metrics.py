@@ -1,5 +1,6 @@
 """Metrics: R-precision (perfect = 1, constant = chance, SEM), captions, CLIP score, PSNR/SSIM, offline LPIPS/FID."""
 
+import math
 import time
 
 import pytest
@@ -71,3 +72,13 @@ def test_lpips_and_fid_fail_clearly_without_weights(tmp_path, monkeypatch):
         fid_metric()
     assert "weights_path" in str(err.value)
     assert time.time() - t0 < 5
+
+
+def test_mean_sem_closed_form():
+    from common.metrics import mean_sem
+
+    m, se = mean_sem([1.0, 2.0, 3.0, 6.0])
+    assert m == 3.0 and se == pytest.approx(math.sqrt(14.0 / 3.0 / 4.0))  # sample variance 14/3, n = 4
+    assert math.isnan(mean_sem([2.0])[1])
+    with pytest.raises(ValueError, match="at least one"):
+        mean_sem([])
