@@ -51,6 +51,8 @@ def build_system(configs, size: int, samples: Optional[int]):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(ROOT / "experiments" / "dreamfields.yaml"))
+    ap.add_argument("--extra-config", action="append", default=[],
+                    help="override file layered after --config (repeatable)")
     ap.add_argument("--size", type=int, default=168, help="training render size (paper: 168)")
     ap.add_argument("--samples", type=int, default=None, help="samples per ray (default: the config's 192)")
     ap.add_argument("--iters", type=int, default=3, help="timed iterations")
@@ -59,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    system = build_system([args.config], args.size, args.samples)
+    system = build_system([args.config, *args.extra_config], args.size, args.samples)
     system.setup("fit")
     opt = system.configure_optimizers()
     clip = system.guidance.clips[0]

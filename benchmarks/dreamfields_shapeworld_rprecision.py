@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="number of captions (default: all 66)")
     ap.add_argument("--stride", type=int, default=1, help="take every k-th caption (spreads a subset over kinds)")
     ap.add_argument("--start", type=int, default=0, help="first caption index of the stride (another subset: use a new --out)")
+    ap.add_argument("--extra-config", action="append", default=[],
+                    help="override file layered after the shapeworld config (repeatable; use a new --out)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--random-weights", action="store_true",
@@ -71,7 +73,7 @@ def main() -> None:
         subset.write_text("\n".join(chosen) + "\n")
         extra = ["--model.init_args.caption_file", str(SHAPEWORLD_FILE), "--run.logger", "csv",
                  "--trainer.enable_progress_bar", "false"]
-        configs = [CONFIG]
+        configs = [CONFIG, *args.extra_config]
         if args.random_weights:
             random = Path(tmp) / "random_clips.yaml"
             random.write_text(RANDOM_CLIPS)

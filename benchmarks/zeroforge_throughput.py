@@ -10,17 +10,21 @@ that shapes are non-trivial, and the output bias shifted so that about 30 % of t
 plain CLIP-Forge). One batched pass per repeat: text encoding
 (cache cleared) -> ``F⁻¹(z = 0; g(t))`` -> decoding on the ``N³`` grid (chunked) -> ``o > γ`` -> marching
 cubes per shape. Prints a markdown table: wall time per batch, shapes/s, and the split between stages.
+With ``--coarse-resolution n`` each grid is also decoded coarse-to-fine from ``n³``
+(:func:`zeroforge.generator.decode_grid_coarse_to_fine`): extra rows with the fraction of fine points decoded and
+the share of voxels that match the dense pass.
 Wall times on a shared machine vary with its load; the CPU-time column counts this process only.
 """
 
 import argparse
 import os
 import time
+from typing import Optional
 
 import torch
 
 
-def build(decode_chunk: int):
+def build(decode_chunk: Optional[int]):
     from common.priors.clip import CLIPModel
     from zeroforge.autoencoder import OccSimpleDecoder
     from zeroforge.flow import ConditionalRealNVP
@@ -51,8 +55,8 @@ def calibrate(system, occupied: float = 0.3) -> None:
 
 
 @torch.no_grad()
-def run_once(system, prompts, resolution):
-    from zeroforge.generator import decode_grid, hard_binarize
+def run_once(system, prompts, resolution, coarse=None):
+    from zeroforge.generator import decode_grid, decode_grid_coarse_to_fine, hard_binarize, inference_chunk
     from zeroforge.visualize import logits_to_mesh
 
     system.clip._text_cache.clear()
@@ -60,12 +64,18 @@ def run_once(system, prompts, resolution):
     cond = system.clip.encode_text(prompts)
     t1 = time.perf_counter()
     s = system.flow.sample(torch.zeros(len(prompts), 128), cond)
-    logits = decode_grid(system.decoder, s, resolution, system.hparams.decode_chunk)
-    hard_binarize(logits, system.hparams.gamma)
+    if coarse:
+        logits, n_decoded = decode_grid_coarse_to_fine(system.decoder, s, resolution, system.hparams.gamma, coarse,
+                                                       system.hparams.decode_chunk)
+    else:
+        logits = decode_grid(system.decoder, s, resolution, inference_chunk(system.hparams.decode_chunk, len(prompts)))
+        n_decoded = torch.full((len(prompts),), resolution ** 3)
+    voxels = hard_binarize(logits, system.hparams.gamma)
     t2 = time.perf_counter()
     meshes = [logits_to_mesh(g, system.hparams.gamma) for g in logits]
     t3 = time.perf_counter()
-    return t1 - t0, t2 - t1, t3 - t2, sum(len(m.faces) for m in meshes) / len(meshes)
+    return (t1 - t0, t2 - t1, t3 - t2, sum(len(m.faces) for m in meshes) / len(meshes),
+            float(n_decoded.float().mean()) / resolution ** 3, voxels)
 
 
 def main() -> None:
@@ -74,7 +84,10 @@ def main() -> None:
     ap.add_argument("--resolutions", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--decode-chunk", type=int, default=16384, help="grid points per decoder call (× batch rows)")
+    ap.add_argument("--coarse-resolution", type=int, nargs="*", default=[],
+                    help="also time coarse-to-fine decoding from these coarse grid sizes (e.g. 9 17)")
+    ap.add_argument("--decode-chunk", type=int, default=None,
+                    help="grid points per decoder call (× batch rows); default: generate()'s, 8192 rows per call")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,20 +96,27 @@ def main() -> None:
     prompts = (prompts * (args.batch // len(prompts) + 1))[:args.batch]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CPU: {torch.get_num_threads()} torch threads, {os.cpu_count()} cores, load average {load:.1f}; batch {args.batch}")
-    print("| grid | wall s / batch | shapes/s | CPU s / batch | text | flow + decode | marching cubes | faces/mesh |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| grid | decoding | wall s / batch | shapes/s | CPU s / batch | text | flow + decode | marching cubes | "
+          "faces/mesh | points decoded | voxels as dense |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for res in args.resolutions:
-        run_once(system, prompts[:2], res)  # warm-up
-        best = None
-        for _ in range(args.repeats):
-            c0 = time.process_time()
-            w0 = time.perf_counter()
-            parts = run_once(system, prompts, res)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            if best is None or wall < best[0]:
-                best = (wall, cpu, parts)
-        wall, cpu, (t_text, t_dec, t_mc, faces) = best
-        print(f"| {res}³ | {wall:.2f} | {args.batch / wall:.1f} | {cpu:.2f} | {t_text:.2f} | {t_dec:.2f} | {t_mc:.2f} | {faces:.0f} |")
+        dense = None
+        for coarse in [None, *[c for c in args.coarse_resolution if c < res]]:
+            run_once(system, prompts[:2], res, coarse)  # warm-up
+            best = None
+            for _ in range(args.repeats):
+                c0 = time.process_time()
+                w0 = time.perf_counter()
+                parts = run_once(system, prompts, res, coarse)
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                if best is None or wall < best[0]:
+                    best = (wall, cpu, parts)
+            wall, cpu, (t_text, t_dec, t_mc, faces, frac, voxels) = best
+            dense = voxels if coarse is None else dense
+            agree = float((voxels == dense).float().mean())
+            how = "dense" if coarse is None else f"coarse {coarse}³ → fine"
+            print(f"| {res}³ | {how} | {wall:.2f} | {args.batch / wall:.1f} | {cpu:.2f} | {t_text:.2f} | {t_dec:.2f} | "
+                  f"{t_mc:.2f} | {faces:.0f} | {frac:.1%} (+{(coarse or 0) ** 3 / res ** 3:.1%} coarse) | {agree:.4%} |")
 
 
 if __name__ == "__main__":

@@ -5,15 +5,20 @@
 inference. Decoding is chunked over points, with optional activation checkpointing (A18).
 """
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from zeroforge.geometry import make_grid
 
-__all__ = ["soft_binarize", "hard_binarize", "decode_grid", "generate_latents", "check_latent_sizes"]
+INFERENCE_ROWS = 8192  # decoder rows (shapes × points) per call at inference: the per-point MLP is memory-bound,
+# and rows of ~5–11k ran ~6× faster than one call over a batch of 11 shapes × 32³ points (CPU, 1 thread, 2026-12-06)
+
+__all__ = ["INFERENCE_ROWS", "soft_binarize", "hard_binarize", "decode_grid", "decode_grid_coarse_to_fine",
+           "inference_chunk", "generate_latents", "check_latent_sizes"]
 
 
 def soft_binarize(o: Tensor, beta: float = 200.0, gamma: float = 0.05) -> Tensor:
@@ -55,6 +60,50 @@ def decode_grid(decoder: nn.Module, s: Tensor, resolution: int, chunk: Optional[
     return torch.cat(outs, dim=1).view(B, resolution, resolution, resolution)  # [b, x, y, z]
 
 
+def inference_chunk(decode_chunk: Optional[int], batch: int) -> int:
+    """Points per decoder call at inference: ``decode_chunk`` when set, else ``INFERENCE_ROWS // batch``."""
+    return decode_chunk or max(1, INFERENCE_ROWS // batch)
+
+
+def decode_grid_coarse_to_fine(decoder: nn.Module, s: Tensor, resolution: int, gamma: float, coarse_resolution: int,
+                               chunk: Optional[int] = None, band: int = 0) -> Tuple[Tensor, Tensor]:
+    """Occupancy logits on the ``N³`` grid from a coarse pass plus exact decoding near the surface only (inference).
+
+    One level of ONet's multiresolution iso-surface extraction (MISE), written here because no dependency
+    provides it for a point decoder: decode the ``n³`` coarse grid (both grids span ``[-0.5, 0.5]`` end-point to
+    end-point), mark the coarse cells whose 8 corners are not all on one side of ``γ`` (MISE's active cells), grow
+    that set by ``band`` cells (0: MISE's rule; 1: a safety margin, ~2–3× more points), and decode exactly only
+    the fine points inside it; elsewhere the trilinear upsampling of the coarse logits is used. Outside the marked
+    cells all 8 corners share a side of ``γ``, so the interpolated logit does too: the hard voxels ``o > γ`` equal
+    the dense ones except where the surface bulges into a cell without crossing a coarse corner, or a feature is
+    thinner than a coarse cell (the trade-off MISE makes). Not differentiable (no training use).
+
+    Returns:
+        ``(logits [B, N, N, N], n_decoded [B])``: the logits (exact in the band) and the number of fine points
+        decoded per shape (the coarse ``n³`` not included).
+    """
+    B, N, n = s.shape[0], resolution, coarse_resolution
+    if not 2 <= n < N:
+        raise ValueError(f"coarse_resolution must be in [2, {N}) for a {N}³ grid, got {n}")
+    coarse = decode_grid(decoder, s, n, inference_chunk(chunk, B))  # [B, n, n, n]
+    logits = F.interpolate(coarse[:, None], size=(N, N, N), mode="trilinear", align_corners=True)[:, 0]
+    inside = (coarse > gamma).float()[:, None]  # [B, 1, n, n, n]
+    mixed = F.max_pool3d(inside, 2, stride=1) != -F.max_pool3d(-inside, 2, stride=1)  # [B, 1, n−1, n−1, n−1] cells
+    if band > 0:
+        mixed = F.max_pool3d(mixed.float(), 2 * band + 1, stride=1, padding=band) > 0
+    cell = torch.clamp(torch.arange(N, device=s.device) * (n - 1) // (N - 1), max=n - 2)  # coarse cell of fine index
+    refine = mixed[:, 0][:, cell][:, :, cell][:, :, :, cell]  # [B, N, N, N]
+    grid = make_grid(N, device=s.device, dtype=s.dtype)  # [N³, 3], x slowest, the order of logits.view(B, -1)
+    flat, mask = logits.view(B, -1), refine.view(B, -1)
+    for b in range(B):
+        idx = mask[b].nonzero().squeeze(1)
+        step = chunk or INFERENCE_ROWS
+        for start in range(0, idx.numel(), step):
+            sel = idx[start:start + step]
+            flat[b, sel] = decoder(grid[sel][None], s[b:b + 1])[0]
+    return logits, mask.sum(dim=1)
+
+
 def generate_latents(flow: nn.Module, cond: Tensor, noise: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
                      clip_noise: Optional[float] = None) -> Tensor:
     """``s = F⁻¹(z; c)`` ``[B, d]``; ``z ~ N(0, I)`` when ``noise`` is None (optionally clipped to ``[−clip, clip]``, [C])."""
@@ -84,7 +133,7 @@ class TextToShapeMixin:
 
     @torch.no_grad()
     def generate(self, prompts, noise="zero", resolution: int = 64, generator: Optional[torch.Generator] = None,
-                 clip_noise: Optional[float] = None):
+                 clip_noise: Optional[float] = None, coarse_resolution: Optional[int] = None):
         """``(logits [B, N, N, N], voxels [B, N, N, N] float {0, 1})`` for ``B`` prompts.
 
         Args:
@@ -93,6 +142,11 @@ class TextToShapeMixin:
             resolution: grid size N.
             generator: RNG for ``"random"``.
             clip_noise: clip random noise to ``[−c, c]`` (the authors' visualisation uses 1).
+            coarse_resolution: decode coarse-to-fine from this grid size (:func:`decode_grid_coarse_to_fine`;
+                the logits are exact only near the surface); None decodes every point of the ``N³`` grid.
+
+        The decoder runs on chunks of ``hparams.decode_chunk`` points per shape, or, when that is None, of
+        ``INFERENCE_ROWS / B`` points (the same logits, several times faster than one call on CPU).
         """
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -109,5 +163,9 @@ class TextToShapeMixin:
         else:
             raise ValueError(f"noise must be 'zero', 'random' or a tensor, got {noise!r}")
         s = generate_latents(self.flow, cond, z, generator=generator, clip_noise=clip_noise)
-        logits = decode_grid(self.decoder, s, resolution, self.hparams.decode_chunk)
+        if coarse_resolution:
+            logits, _ = decode_grid_coarse_to_fine(self.decoder, s, resolution, self.hparams.gamma, coarse_resolution,
+                                                   self.hparams.decode_chunk)
+        else:
+            logits = decode_grid(self.decoder, s, resolution, inference_chunk(self.hparams.decode_chunk, s.shape[0]))
         return logits, hard_binarize(logits, self.hparams.gamma)

@@ -67,7 +67,7 @@ def test_three_stages_chain_through_checkpoints_then_generate_and_evaluate(tmp_p
               "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["000_a_torus.ply", "000_a_torus.png", "001_a_cube.ply", "001_a_cube.png"]
     generate(["--run", str(flow_run), "--config", str(clip_yaml), "--prompts", "a cube", "--resolution", "8",
-              "--out", str(tmp_path / "cf")])  # CLIP-Forge generation from a flow run
+              "--coarse-resolution", "5", "--out", str(tmp_path / "cf")])  # CLIP-Forge, coarse-to-fine, from a flow run
     assert (tmp_path / "cf" / "000_a_cube.ply").is_file()
 
     results = evaluate(["--run", str(zf_run), "--config", str(clip_yaml), "--heldout-clip", "tiny", "--samples", "2"])
