@@ -111,7 +111,7 @@ def _latest_metrics(run_dir: Path):
 
 def summarise(run_root: Path) -> int:
     """Per-draw margins of every view seed with both a NeRF and a DietNeRF run (default settings, any ``--views 2``
-    spelling of the name), their mean ± standard error and the paired t statistic (mean / s.e.)."""
+    spelling of the name), their mean ± standard error, the paired t statistic (mean / s.e.) and two-sided p-values (t and Wilcoxon)."""
     import re
 
     from common.metrics import mean_sem
@@ -142,6 +142,12 @@ def summarise(run_root: Path) -> int:
     wins = [sum(x > 0 for x in margins[k]) for k in ("psnr", "psnr_far")]
     print(f"DietNeRF ahead on {wins[0]}/{len(pairs)} draws held-out, {wins[1]}/{len(pairs)} far; paired t = "
           f"{mh / sh:.2f} held-out, {mf / sf:.2f} far ({len(pairs) - 1} degrees of freedom)")
+    from scipy.stats import ttest_1samp, wilcoxon  # scipy comes with scikit-image
+
+    for k, label in (("psnr", "held-out"), ("psnr_far", "far")):
+        t_p = ttest_1samp(margins[k], 0.0).pvalue
+        w_p = wilcoxon(margins[k]).pvalue
+        print(f"{label}: two-sided p = {t_p:.3f} (paired t), {w_p:.3f} (Wilcoxon signed-rank, robust to the outlying draws)")
     return 0
 
 
