@@ -75,13 +75,22 @@ class ImageCaptionDataset(Dataset):
         templates: caption templates drawn per read; one template gives fixed captions.
         deterministic: fixed background and template per item (evaluation).
         seed: base seed of the per-read randomness.
+        unlit_views: the same objects and cameras rendered without shading (``cached_views(..., shading=False)``).
+        unlit_fraction: probability that a read takes its render from ``unlit_views`` (flat colour, as an
+            emission-only radiance field shows it).
     """
 
     def __init__(self, specs: Sequence[ShapeSpec], views: dict, backgrounds: Sequence[str] = ("white",),
-                 templates: Sequence[str] = (RETRIEVAL_TEMPLATE,), deterministic: bool = False, seed: int = 0) -> None:
+                 templates: Sequence[str] = (RETRIEVAL_TEMPLATE,), deterministic: bool = False, seed: int = 0,
+                 unlit_views: Optional[dict] = None, unlit_fraction: float = 0.0) -> None:
         unknown = [b for b in backgrounds if b not in BACKGROUNDS]
         if unknown or not backgrounds:
             raise ValueError(f"backgrounds must be a non-empty subset of {BACKGROUNDS}, got {list(backgrounds)}")
+        if not 0.0 <= unlit_fraction <= 1.0 or (unlit_fraction > 0 and unlit_views is None):
+            raise ValueError(f"unlit_fraction must be in [0, 1] and needs unlit_views, got {unlit_fraction}")
+        if unlit_views is not None and not torch.equal(unlit_views["c2w"], views["c2w"]):
+            raise ValueError("unlit_views must render the same objects from the same cameras as views")
+        self.unlit_views, self.unlit_fraction = unlit_views, unlit_fraction
         self.specs, self.views = list(specs), views
         self.backgrounds, self.templates = tuple(backgrounds), tuple(templates)
         self.deterministic, self.seed = deterministic, seed
@@ -97,8 +106,9 @@ class ImageCaptionDataset(Dataset):
         else:
             g, rng = self._g, self._rng
         spec = self.specs[int(self.views["object"][i])]
-        rgb = self.views["rgb"][i].float() / 255.0  # [3, H, W] premultiplied
-        alpha = self.views["alpha"][i].float() / 255.0  # [H, W]
+        views = self.unlit_views if self.unlit_fraction > 0 and rng.random() < self.unlit_fraction else self.views
+        rgb = views["rgb"][i].float() / 255.0  # [3, H, W] premultiplied
+        alpha = views["alpha"][i].float() / 255.0  # [H, W]
         image = composite_background(rgb, alpha, self.backgrounds, g)
         text = caption(spec.kind, spec.colour, rng.choice(self.templates))
         return {"image": image, "caption": text, "kind": spec.kind_index, "colour": spec.colour_index,
@@ -131,6 +141,9 @@ class ImageCaptionDataModule(LightningDataModule):
         camera: camera distribution (default: Dream Fields' widened, see :mod:`shapeworld.render`).
         n_samples: samples per ray of the renders.
         shading: Lambertian shading of the renders.
+        unlit_fraction: share of training reads drawn from unlit renders of the same views (flat colour: what
+            Dream Fields' and PureCLIPNeRF's emission-only fields show; 0 = the shipped CLIPs' training).
+            Validation stays shaded.
         seed: object and camera seed.
         batch_size: batch size.
         num_workers: data loader workers.
@@ -141,27 +154,32 @@ class ImageCaptionDataModule(LightningDataModule):
                  val_views: int = 2, backgrounds: Sequence[str] = ("white", "noise", "checkerboard", "fourier"),
                  val_background: str = "white", train_templates: Sequence[str] = TRAIN_TEMPLATES,
                  val_template: str = RETRIEVAL_TEMPLATE, camera: Optional[CameraRanges] = None, n_samples: int = 96,
-                 shading: bool = True, seed: int = 0, batch_size: int = 128, num_workers: int = 0,
-                 cache_dir: Optional[str] = None) -> None:
+                 shading: bool = True, unlit_fraction: float = 0.0, seed: int = 0, batch_size: int = 128,
+                 num_workers: int = 0, cache_dir: Optional[str] = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.camera = camera or CameraRanges()
         self.train_set: Optional[ImageCaptionDataset] = None
         self.val_set: Optional[ImageCaptionDataset] = None
 
-    def _views(self, split: Split):
+    def _views(self, split: Split, shading: Optional[bool] = None):
         h = self.hparams
         n, v = (h.n_train_objects, h.train_views) if split == "train" else (h.n_val_objects, h.val_views)
-        return cached_views(split, n, v, h.image_size, self.camera, h.seed, h.n_samples, h.shading, h.cache_dir)
+        shading = h.shading if shading is None else shading
+        return cached_views(split, n, v, h.image_size, self.camera, h.seed, h.n_samples, shading, h.cache_dir)
 
     def prepare_data(self) -> None:
         self._views("train")
+        if self.hparams.unlit_fraction > 0:
+            self._views("train", shading=False)
         self._views("heldout")
 
     def setup(self, stage: Optional[str] = None) -> None:
         h = self.hparams
         if self.train_set is None:
-            self.train_set = ImageCaptionDataset(*self._views("train"), h.backgrounds, h.train_templates, seed=h.seed)
+            unlit = self._views("train", shading=False)[1] if h.unlit_fraction > 0 else None
+            self.train_set = ImageCaptionDataset(*self._views("train"), h.backgrounds, h.train_templates, seed=h.seed,
+                                                 unlit_views=unlit, unlit_fraction=h.unlit_fraction)
         if self.val_set is None:
             self.val_set = ImageCaptionDataset(*self._views("heldout"), (h.val_background,), (h.val_template,),
                                                deterministic=True, seed=h.seed + 1)

@@ -1,5 +1,6 @@
 """shapeworld data: renders, backgrounds, voxel and image–caption datamodules (tiny sizes)."""
 
+import pytest
 import torch
 
 from shapeworld.backgrounds import BACKGROUNDS, random_background
@@ -71,3 +72,35 @@ def test_image_caption_datamodule(tmp_path):
     dm2 = ImageCaptionDataModule(**kw)
     dm2.setup()
     assert torch.equal(dm.train_set.views["rgb"], dm2.train_set.views["rgb"])
+
+
+def test_unlit_fraction_mixes_flat_renders_of_the_same_views(tmp_path):
+    kw = dict(image_size=16, n_train_objects=3, train_views=4, n_val_objects=2, val_views=1, n_samples=32,
+              backgrounds=("white",), batch_size=2, cache_dir=str(tmp_path))
+    shaded = ImageCaptionDataModule(**kw)
+    shaded.setup()
+    flat = ImageCaptionDataModule(unlit_fraction=1.0, **kw)
+    flat.setup()
+    unlit = flat.train_set.unlit_views
+    assert torch.equal(unlit["c2w"], shaded.train_set.views["c2w"])  # same objects, same cameras
+    mask = unlit["alpha"][0] > 250
+    # unlit: one flat colour over the object's opaque pixels; shaded: the same silhouette, varying brightness
+    assert torch.equal(mask, shaded.train_set.views["alpha"][0] > 250) and mask.sum() > 4
+    assert float(unlit["rgb"][0][:, mask].float().std(dim=1).max()) < 1.0
+    assert float(shaded.train_set.views["rgb"][0][:, mask].float().std(dim=1).max()) > 5.0
+    for i in range(len(flat.train_set)):
+        assert torch.equal(flat.train_set[i]["image"], composite_over_white(unlit, i))
+        assert torch.equal(shaded.train_set[i]["image"], composite_over_white(shaded.train_set.views, i))
+    half = ImageCaptionDataModule(unlit_fraction=0.5, **kw)
+    half.setup()
+    drawn_flat = sum(torch.equal(half.train_set[i % 12]["image"], composite_over_white(unlit, i % 12))
+                     for i in range(200))
+    assert 70 < drawn_flat < 130
+    with pytest.raises(ValueError, match="unlit_fraction"):
+        ImageCaptionDataModule(unlit_fraction=1.5, **kw).setup()
+    assert shaded.val_set.unlit_views is None and flat.val_set.unlit_views is None  # validation stays shaded
+
+
+def composite_over_white(views, i):
+    rgb, alpha = views["rgb"][i].float() / 255.0, views["alpha"][i].float() / 255.0
+    return (rgb + (1.0 - alpha)).clamp(0.0, 1.0)
