@@ -59,7 +59,9 @@ def main() -> None:
                 results[key] = {"r_at_1": hits.mean().item(), "n": len(hits), "per_kind": per_kind}
                 print(f"| {key} | {hits.mean():.3f} | " + " | ".join(f"{per_kind.get(k, float('nan')):.2f}" for k in KINDS) + " |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        from common.io import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(results, indent=1))
     if args.grid:
         import torchvision
 

@@ -56,7 +56,7 @@ def calibrate(system, occupied: float = 0.3) -> None:
 
 @torch.no_grad()
 def run_once(system, prompts, resolution, coarse=None):
-    from zeroforge.generator import decode_grid, decode_grid_coarse_to_fine, hard_binarize, inference_chunk
+    from zeroforge.generator import decode_for_inference, hard_binarize
     from zeroforge.visualize import logits_to_mesh
 
     system.clip._text_cache.clear()
@@ -64,12 +64,8 @@ def run_once(system, prompts, resolution, coarse=None):
     cond = system.clip.encode_text(prompts)
     t1 = time.perf_counter()
     s = system.flow.sample(torch.zeros(len(prompts), 128), cond)
-    if coarse:
-        logits, n_decoded = decode_grid_coarse_to_fine(system.decoder, s, resolution, system.hparams.gamma, coarse,
-                                                       system.hparams.decode_chunk)
-    else:
-        logits = decode_grid(system.decoder, s, resolution, inference_chunk(system.hparams.decode_chunk, len(prompts)))
-        n_decoded = torch.full((len(prompts),), resolution ** 3)
+    logits, n_decoded = decode_for_inference(system.decoder, s, resolution, system.hparams.gamma,
+                                             system.hparams.decode_chunk, coarse)
     voxels = hard_binarize(logits, system.hparams.gamma)
     t2 = time.perf_counter()
     meshes = [logits_to_mesh(g, system.hparams.gamma) for g in logits]

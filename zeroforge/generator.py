@@ -18,7 +18,7 @@ INFERENCE_ROWS = 8192  # decoder rows (shapes × points) per call at inference: 
 # and rows of ~5–11k ran ~6× faster than one call over a batch of 11 shapes × 32³ points (CPU, 1 thread, 2026-12-06)
 
 __all__ = ["INFERENCE_ROWS", "soft_binarize", "hard_binarize", "decode_grid", "decode_grid_coarse_to_fine",
-           "inference_chunk", "generate_latents", "check_latent_sizes"]
+           "inference_chunk", "decode_for_inference", "generate_latents", "check_latent_sizes"]
 
 
 def soft_binarize(o: Tensor, beta: float = 200.0, gamma: float = 0.05) -> Tensor:
@@ -104,6 +104,16 @@ def decode_grid_coarse_to_fine(decoder: nn.Module, s: Tensor, resolution: int, g
     return logits, mask.sum(dim=1)
 
 
+def decode_for_inference(decoder: nn.Module, s: Tensor, resolution: int, gamma: float, decode_chunk: Optional[int] = None,
+                         coarse_resolution: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    """``(logits [B, N, N, N], n_decoded [B])`` at inference: every grid point in chunks of
+    :func:`inference_chunk`, or coarse-to-fine from ``coarse_resolution`` (:func:`decode_grid_coarse_to_fine`)."""
+    if coarse_resolution:
+        return decode_grid_coarse_to_fine(decoder, s, resolution, gamma, coarse_resolution, decode_chunk)
+    logits = decode_grid(decoder, s, resolution, inference_chunk(decode_chunk, s.shape[0]))
+    return logits, torch.full((s.shape[0],), resolution ** 3, device=s.device)
+
+
 def generate_latents(flow: nn.Module, cond: Tensor, noise: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
                      clip_noise: Optional[float] = None) -> Tensor:
     """``s = F⁻¹(z; c)`` ``[B, d]``; ``z ~ N(0, I)`` when ``noise`` is None (optionally clipped to ``[−clip, clip]``, [C])."""
@@ -163,9 +173,6 @@ class TextToShapeMixin:
         else:
             raise ValueError(f"noise must be 'zero', 'random' or a tensor, got {noise!r}")
         s = generate_latents(self.flow, cond, z, generator=generator, clip_noise=clip_noise)
-        if coarse_resolution:
-            logits, _ = decode_grid_coarse_to_fine(self.decoder, s, resolution, self.hparams.gamma, coarse_resolution,
-                                                   self.hparams.decode_chunk)
-        else:
-            logits = decode_grid(self.decoder, s, resolution, inference_chunk(self.hparams.decode_chunk, s.shape[0]))
+        logits, _ = decode_for_inference(self.decoder, s, resolution, self.hparams.gamma, self.hparams.decode_chunk,
+                                         coarse_resolution)
         return logits, hard_binarize(logits, self.hparams.gamma)
