@@ -1,5 +1,10 @@
 """Noise schedule and samplers of DDPM through diffusers schedulers (sds_ddpm.md §3.2, §3.4, §3.5).
 
+The denoiser predicts ε (DDPM's parameterisation, the default) or v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x_0
+(Salimans & Ho 2022, "Progressive distillation", §4; ``prediction_type="v_prediction"``, as Stable
+Diffusion 2.x); the scheduler converts either to x̂_0, and classifier-free guidance is the same linear
+combination of the two outputs for both.
+
 * Schedule [external: DDPM paper]: T = 1000, β linear from 1e-4 to 0.02; ᾱ_t = Π_{s≤t}(1 − β_s).
 * Ancestral sampling (Ho et al. 2020, Algorithm 2 / eq. 11): ``DDPMScheduler.step`` with posterior
   variance β̃_t (``variance_type="fixed_small"``, the spec's default) or β_t (``"fixed_large"``).
@@ -17,6 +22,7 @@ from torch import Tensor, nn
 from common.priors.schedule import classifier_free_guidance
 
 Sampler = Literal["ddpm", "ddim"]
+PredictionType = Literal["epsilon", "v_prediction"]
 
 
 def make_scheduler(
@@ -27,10 +33,13 @@ def make_scheduler(
     beta_schedule: str = "linear",
     variance_type: Literal["fixed_small", "fixed_large"] = "fixed_small",
     clip_sample: bool = True,
+    prediction_type: PredictionType = "epsilon",
 ):
-    """A diffusers scheduler over the DDPM schedule (ε-prediction)."""
+    """A diffusers scheduler over the DDPM schedule for a denoiser that predicts ``prediction_type``."""
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"unknown prediction_type {prediction_type!r}; use 'epsilon' or 'v_prediction'")
     common = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-                  beta_schedule=beta_schedule, clip_sample=clip_sample, prediction_type="epsilon")
+                  beta_schedule=beta_schedule, clip_sample=clip_sample, prediction_type=prediction_type)
     if sampler == "ddpm":
         return DDPMScheduler(variance_type=variance_type, **common)
     if sampler == "ddim":
@@ -40,7 +49,8 @@ def make_scheduler(
 
 def predict_noise(unet: nn.Module, x_t: Tensor, t: Tensor, context: Optional[Tensor] = None,
                   null: Optional[Tensor] = None, guidance_scale: float = 1.0) -> Tensor:
-    """``ε_φ(x_t, y, t)`` with optional classifier-free guidance (one batched UNet call for both halves).
+    """``ε_φ(x_t, y, t)`` (or ``v_φ`` for a v-prediction UNet) with optional classifier-free guidance (one
+    batched UNet call for both halves).
 
     Args:
         unet: ``UNet2DModel`` (``context`` None) or ``UNet2DConditionModel``.
@@ -79,8 +89,9 @@ def sample(
     """Draw samples ``x_0`` ``[B, C, H, W]`` in ``[-1, 1]`` starting from ``x_T ~ N(0, I)``.
 
     Args:
-        unet: the denoiser (ε-prediction).
-        scheduler: a ``DDPMScheduler`` (ancestral) or ``DDIMScheduler`` from :func:`make_scheduler`.
+        unet: the denoiser (ε- or v-prediction).
+        scheduler: a ``DDPMScheduler`` (ancestral) or ``DDIMScheduler`` from :func:`make_scheduler`, with
+            the UNet's ``prediction_type``.
         shape: ``(B, C, H, W)``.
         num_inference_steps: number of denoising steps (strided timesteps when < T).
         context, null, guidance_scale: conditioning and CFG (see :func:`predict_noise`).

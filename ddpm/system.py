@@ -2,7 +2,10 @@
 
 Training (thesis eq. 6.1 with w(t) = 1, i.e. DDPM's L_simple, eq. 14 of the DDPM paper):
 ``L = E_{x, t, ε} ‖ε − ε_φ(sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·ε, y, t)‖²``, t uniform over the T steps,
-x in [−1, 1]. With a text encoder the condition y is dropped (replaced by the encoding of ``""``)
+x in [−1, 1]. With ``prediction_type="v_prediction"`` the network predicts
+``v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x`` instead (Salimans & Ho 2022, §4) and the loss is the v-MSE, which
+weights the ε-MSE by (1 + SNR(t)); its x̂_0 stays well conditioned at t → T, where ε-prediction divides
+by sqrt(ᾱ_t) ≈ 0.006. With a text encoder the condition y is dropped (replaced by the encoding of ``""``)
 with probability ``p_uncond`` so that one network also learns ``ε_φ(x)`` for classifier-free
 guidance (thesis eq. 6.3). Sampling: ancestral or DDIM through diffusers schedulers
 (:mod:`ddpm.sampling`), from an EMA copy of the weights (DDPM paper §4, decay 0.9999).
@@ -27,7 +30,7 @@ from common.export import image_grid, save_image
 from common.lr_schedules import warmup_cosine_factor
 from ddpm.conditioning import CLIPTextConditioner, drop_condition
 from ddpm.fid import make_fid
-from ddpm.sampling import Sampler, make_scheduler, sample
+from ddpm.sampling import PredictionType, Sampler, make_scheduler, sample
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class DDPMSystem(LightningModule):
         beta_end: β_T (0.02, DDPM paper).
         beta_schedule: diffusers schedule name (``linear`` for DDPM).
         variance_type: ancestral sampling variance: ``fixed_small`` = β̃_t (spec default), ``fixed_large`` = β_t.
+        prediction_type: what the UNet predicts: ``epsilon`` (DDPM paper) or ``v_prediction``.
         p_uncond: probability of dropping the condition in training (CFG).
         lr: Adam learning rate (2e-4 for CIFAR-10, DDPM paper App. B).
         warmup_steps: linear learning-rate warm-up (5000, DDPM paper App. B).
@@ -77,6 +81,7 @@ class DDPMSystem(LightningModule):
         beta_end: float = 0.02,
         beta_schedule: str = "linear",
         variance_type: str = "fixed_small",
+        prediction_type: PredictionType = "epsilon",
         p_uncond: float = 0.1,
         lr: float = 2e-4,
         warmup_steps: int = 5000,
@@ -103,7 +108,8 @@ class DDPMSystem(LightningModule):
         self.save_hyperparameters(ignore=["unet", "text_encoder", "optimizer"])
         self.unet, self.text_encoder, self.optimizer_factory = unet, text_encoder, optimizer
         self.ema = copy.deepcopy(unet).requires_grad_(False) if ema_decay is not None else None
-        self.scheduler = make_scheduler("ddpm", num_train_timesteps, beta_start, beta_end, beta_schedule, variance_type)
+        self.scheduler = make_scheduler("ddpm", num_train_timesteps, beta_start, beta_end, beta_schedule, variance_type,
+                                        prediction_type=prediction_type)
         self.strict_loading = False  # frozen text encoder weights are not in checkpoints
         self._null: Optional[Tensor] = None
         self._val_prompts: list[str] = []
@@ -121,6 +127,10 @@ class DDPMSystem(LightningModule):
                 self._fid = self._fid.to(self.device)
 
     @property
+    def _loss_name(self) -> str:
+        return "loss_v" if self.hparams.prediction_type == "v_prediction" else "loss_eps"
+
+    @property
     def conditional(self) -> bool:
         return self.text_encoder is not None
 
@@ -136,15 +146,17 @@ class DDPMSystem(LightningModule):
 
     # ------------------------------------------------------------------ training
     def diffusion_loss(self, x0: Tensor, context: Optional[Tensor], generator: Optional[torch.Generator] = None) -> Tensor:
-        """ε-MSE of thesis eq. 6.1 (w = 1) on a batch ``x0`` ``[B, C, H, W]`` in [−1, 1]."""
+        """ε-MSE of thesis eq. 6.1 (w = 1) on a batch ``x0`` ``[B, C, H, W]`` in [−1, 1] (v-MSE for v-prediction)."""
         B = x0.shape[0]
         T = self.scheduler.config.num_train_timesteps
         # t uniform in {1..T} (diffusers indexes it 0..T−1); ε ~ N(0, I)
         t = torch.randint(0, T, (B,), generator=generator).to(self.device)
         eps = torch.randn(x0.shape, generator=generator).to(x0)
         x_t = self.scheduler.add_noise(x0, eps, t)  # sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε (DDPM eq. 4)
-        eps_hat = self.unet(x_t, t, encoder_hidden_states=context).sample if context is not None else self.unet(x_t, t).sample
-        return F.mse_loss(eps_hat, eps)  # mean over pixels and batch
+        out = self.unet(x_t, t, encoder_hidden_states=context).sample if context is not None else self.unet(x_t, t).sample
+        if self.hparams.prediction_type == "v_prediction":
+            return F.mse_loss(out, self.scheduler.get_velocity(x0, eps, t))  # v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0
+        return F.mse_loss(out, eps)  # mean over pixels and batch
 
     def _images(self, batch) -> Tensor:
         x = batch[self.hparams.image_key] if isinstance(batch, dict) else batch[0]
@@ -159,7 +171,7 @@ class DDPMSystem(LightningModule):
             self.log("train/uncond_fraction", dropped.float().mean(), on_step=True, batch_size=x0.shape[0])
         loss = self.diffusion_loss(x0, context)
         check_finite_loss(loss, self.global_step, hint="lower the learning rate or enable gradient clipping")
-        self.log("train/loss_eps", loss, prog_bar=True, on_step=True, batch_size=x0.shape[0])
+        self.log(f"train/{self._loss_name}", loss, prog_bar=True, on_step=True, batch_size=x0.shape[0])
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -173,7 +185,7 @@ class DDPMSystem(LightningModule):
         x0 = self._images(batch)
         context = self.encode(batch[self.hparams.caption_key]) if self.conditional else None
         g = torch.Generator().manual_seed(batch_idx)  # same t and ε every validation
-        self.log("val/loss_eps", self.diffusion_loss(x0, context, g), prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
+        self.log(f"val/{self._loss_name}", self.diffusion_loss(x0, context, g), prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
         if self.conditional and len(self._val_prompts) < self.hparams.val_samples:
             self._val_prompts += list(batch[self.hparams.caption_key])
         if self._fid is not None and self._fid_real < self.hparams.fid_samples:
@@ -228,7 +240,7 @@ class DDPMSystem(LightningModule):
                 raise ValueError(f"a conditional DDPM needs one prompt per sample ({n}), got {prompts!r}")
             context, null = self.encode(prompts), self.null_condition(n)
         scheduler = make_scheduler(sampler or h.sampler, h.num_train_timesteps, h.beta_start, h.beta_end,
-                                   h.beta_schedule, h.variance_type)
+                                   h.beta_schedule, h.variance_type, prediction_type=h.prediction_type)
         was_training = net.training
         net.eval()  # no dropout while sampling
         x = sample(net, scheduler, (n, cfg.in_channels, size, size), steps or h.sample_steps, context, null,

@@ -79,7 +79,8 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     fractions, samples = {}, []
     for prompt, (kind, colour) in zip(heldout_prompts(), HELDOUT_PROMPT_PAIRS):
         ctx = prior.text_context([prompt] * n)
-        x = sample(prior.unet, make_scheduler("ddim"), (n, 3, size, size), steps, ctx.cond, ctx.uncond,
+        scheduler = make_scheduler("ddim", prediction_type=prior.prediction_type)  # the DDPM schedule, as trained
+        x = sample(prior.unet, scheduler, (n, 3, size, size), steps, ctx.cond, ctx.uncond,
                    guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed))
         x = (x + 1) / 2  # sample() clamps to [−1, 1]
         samples.append(x)

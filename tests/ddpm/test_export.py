@@ -28,6 +28,22 @@ def test_export_conditional_pipeline_round_trip(tmp_path, text_time):
     assert torch.allclose(prior.predict_noise(x, t, ctx), mine, atol=1e-4)
 
 
+def test_v_prediction_export_is_read_back_as_v_and_converted_to_epsilon(tmp_path):
+    """The exported scheduler says ``v_prediction``; the prior then turns the UNet's v into ε = sqrt(ᾱ)·v + sqrt(1 − ᾱ)·x."""
+    enc = CLIPTextConditioner(tiny_models.tiny_clip())
+    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, ema_decay=None,
+                        prediction_type="v_prediction").eval()
+    export_pipeline(system, tmp_path / "pipe")
+    prior = DiffusionModel(model=str(tmp_path / "pipe")).load()
+    assert prior.prediction_type == "v_prediction"
+    x, t = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([700])
+    with torch.no_grad():
+        v = system.unet(x, t, encoder_hidden_states=enc(["a red cube"])).sample
+    ab = system.scheduler.alphas_cumprod[700]
+    assert torch.allclose(prior.predict_noise(x, t, prior.text_context("a red cube")), ab.sqrt() * v + (1 - ab).sqrt() * x,
+                          atol=1e-4)
+
+
 def test_fp16_export_halves_the_files_and_loads_as_float32(tmp_path):
     enc = CLIPTextConditioner(tiny_models.tiny_clip())
     system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, ema_decay=None).eval()
