@@ -8,6 +8,7 @@ object's true geometry and colour, unlit: what a perfect emission-only reconstru
 scored like the methods' R-precision: top-1 among the 66 "a {colour} {kind}" captions, per CLIP and per kind.
 
     python benchmarks/shapeworld_unshaded_ceiling.py [--objects 250] [--json out.json] [--grid out.png]
+        [--heldout run/shapeworld_clip_heldout.safetensors] [--guidance ...]   # other weights than the shipped
 
 ~1 minute on one core.
 """
@@ -24,7 +25,8 @@ import torch  # noqa: E402
 from shapeworld.captions import COLOUR_NAMES, KINDS, pair_index  # noqa: E402
 from shapeworld.images import object_specs, render_views  # noqa: E402
 from shapeworld.metrics import prompt_retrieval  # noqa: E402
-from shapeworld.priors import shapeworld_clip  # noqa: E402
+from common.priors.clip import CLIPModel  # noqa: E402
+from shapeworld.priors import CLIP_NAMES, clip_paths, shapeworld_clip  # noqa: E402
 from shapeworld.render import CameraRanges  # noqa: E402
 
 
@@ -34,9 +36,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="write the figures here")
     ap.add_argument("--grid", default=None, help="save the first 24 renders of each setting as an image grid")
+    for role in ("heldout", "guidance"):
+        ap.add_argument(f"--{role}", default=None, help=f"{role} CLIP .safetensors (default: the shipped one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    clips = {role: shapeworld_clip(role) for role in ("heldout", "guidance")}
+    clips = {}
+    for role in ("heldout", "guidance"):
+        weights = getattr(args, role)
+        if weights and not Path(weights).is_file():
+            raise SystemExit(f"--{role}: no file {weights}")
+        clips[role] = (CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=weights,
+                                 model_config=str(clip_paths(role)[0])).load() if weights else shapeworld_clip(role))
     specs = object_specs("heldout", args.objects, 0)
     pairs = torch.tensor([pair_index(s.kind, s.colour) for s in specs])
     kinds = pairs // len(COLOUR_NAMES)
