@@ -29,15 +29,7 @@ from common.priors.clip import CLIPModel  # noqa: E402
 from common.priors.diffusion import DiffusionModel  # noqa: E402
 from shapeworld.captions import COLOUR_NAMES, HELDOUT_TEMPLATES, KINDS  # noqa: E402
 from shapeworld.metrics import caption_retrieval, diffusion_prompt_retrieval, heldout_retrieval_set, prompt_retrieval  # noqa: E402
-from shapeworld.priors import CLIP_NAMES, DIFFUSION_DIR, clip_paths  # noqa: E402
-
-
-def load_clip(role: str, weights: str | None) -> CLIPModel:
-    config, shipped = clip_paths(role)
-    path = Path(weights) if weights else shipped
-    if not path.is_file():
-        raise SystemExit(f"{role} CLIP weights not found at {path}; pass --{role} or ship them (shapeworld/README.md)")
-    return CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=str(path), model_config=str(config)).load()
+from shapeworld.priors import DIFFUSION_DIR, clip_paths, shapeworld_clip  # noqa: E402
 
 
 def clip_bars(clips: dict, n_objects: int, views: int) -> dict:
@@ -90,7 +82,7 @@ def main() -> None:
         for role in ("guidance", "heldout"):
             weights = getattr(args, role)
             if weights or clip_paths(role)[1].is_file():
-                clips[role] = load_clip(role, weights)
+                clips[role] = shapeworld_clip(role, weights=weights)
         result["clip"] = clip_bars(clips, args.objects, args.views)
         print("| CLIP | renders | top-1, white (bar ≥ 0.90) | top-1, held-out template | top-1, random backgrounds "
               "| top-1, white, 32 px (worst kind) |")
@@ -104,7 +96,7 @@ def main() -> None:
         if not (folder / "model_index.json").is_file():
             raise SystemExit(f"no diffusion pipeline at {folder}; pass --diffusion or ship it (shapeworld/README.md)")
         prior = DiffusionModel(model=str(folder)).load()
-        r = diffusion_bar(prior, load_clip("heldout", args.heldout), args.samples, args.steps, args.scale,
+        r = diffusion_bar(prior, shapeworld_clip("heldout", weights=args.heldout), args.samples, args.steps, args.scale,
                           args.eta, args.samples_grid)
         result["diffusion"] = r
         print(f"\n| held-out prompt | fraction of {args.samples} samples retrieved (bar ≥ 0.80) |\n|---|---|")

@@ -20,20 +20,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-
+import torch.nn.functional as F  # noqa: E402
 from torchvision.io import ImageReadMode, read_image  # noqa: E402
 
 from common.priors.clip import CLIPModel  # noqa: E402
 from shapeworld.captions import all_captions  # noqa: E402
-from shapeworld.priors import CLIP_NAMES, clip_paths, shapeworld_clip  # noqa: E402
+from shapeworld.priors import shapeworld_clip  # noqa: E402
 
 
 @torch.no_grad()
-def rank_of_prompt(clip: CLIPModel, image: torch.Tensor, pool: list[str], true_idx: int) -> int:
-    """0-based rank of ``pool[true_idx]`` by cosine to ``image`` ``[3, H, W]`` in [0, 1] (0 = retrieved)."""
-    emb = torch.nn.functional.normalize(clip.encode_image(image[None]).float(), dim=-1)
-    text = torch.nn.functional.normalize(clip.encode_text(pool).float(), dim=-1)
-    sims = (emb @ text.T)[0]
+def rank_of_prompt(clip: CLIPModel, image: torch.Tensor, text: torch.Tensor, true_idx: int) -> int:
+    """0-based rank of caption ``true_idx`` (``text``: ``[M, D]`` unit caption embeddings) by cosine to ``image``
+    ``[3, H, W]`` in [0, 1] (0 = retrieved)."""
+    sims = (F.normalize(clip.encode_image(image[None]).float(), dim=-1) @ text.T)[0]
     return int((sims > sims[true_idx]).sum())
 
 
@@ -50,13 +49,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    clips = {"shipped": shapeworld_clip("heldout")}
-    for w in args.heldout:
-        if not Path(w).is_file():
-            raise SystemExit(f"--heldout: no file {w}")
-        clips[w] = CLIPModel(name=CLIP_NAMES["heldout"], pretrained=None, checkpoint=w,
-                             model_config=str(clip_paths("heldout")[0])).load()
+    clips = {"shipped": shapeworld_clip("heldout"), **{w: shapeworld_clip("heldout", weights=w) for w in args.heldout}}
     pool = all_captions("a {colour} {shape}")
+    with torch.no_grad():
+        texts = {name: F.normalize(clip.encode_text(pool).float(), dim=-1) for name, clip in clips.items()}  # [66, D]
     runs = sorted(p for pattern in args.runs for p in glob.glob(pattern))
     if not runs:
         raise SystemExit(f"no run folders match {args.runs}")
@@ -68,7 +64,7 @@ def main() -> None:
         if prompt not in pool:
             raise SystemExit(f"{run}: prompt {prompt!r} is not one of the 66 shapeworld captions")
         image = read_image(str(Path(run) / "media" / "final_heldout.png"), ImageReadMode.RGB).float() / 255  # [3, H, W]
-        ranks = [rank_of_prompt(clip, image, pool, pool.index(prompt)) for clip in clips.values()]
+        ranks = [rank_of_prompt(clip, image, texts[name], pool.index(prompt)) for name, clip in clips.items()]
         for name, r in zip(clips, ranks):
             hits[name].append(r == 0)
         print(f"| {run} | {prompt} | " + " | ".join(map(str, ranks)) + " |")

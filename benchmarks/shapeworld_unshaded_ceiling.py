@@ -25,8 +25,7 @@ import torch  # noqa: E402
 from shapeworld.captions import COLOUR_NAMES, KINDS, pair_index  # noqa: E402
 from shapeworld.images import object_specs, render_views  # noqa: E402
 from shapeworld.metrics import prompt_retrieval  # noqa: E402
-from common.priors.clip import CLIPModel  # noqa: E402
-from shapeworld.priors import CLIP_NAMES, clip_paths, shapeworld_clip  # noqa: E402
+from shapeworld.priors import shapeworld_clip  # noqa: E402
 from shapeworld.render import CameraRanges  # noqa: E402
 
 
@@ -40,13 +39,7 @@ def main() -> None:
         ap.add_argument(f"--{role}", default=None, help=f"{role} CLIP .safetensors (default: the shipped one)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    clips = {}
-    for role in ("heldout", "guidance"):
-        weights = getattr(args, role)
-        if weights and not Path(weights).is_file():
-            raise SystemExit(f"--{role}: no file {weights}")
-        clips[role] = (CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=weights,
-                                 model_config=str(clip_paths(role)[0])).load() if weights else shapeworld_clip(role))
+    clips = {role: shapeworld_clip(role, weights=getattr(args, role)) for role in ("heldout", "guidance")}
     specs = object_specs("heldout", args.objects, 0)
     pairs = torch.tensor([pair_index(s.kind, s.colour) for s in specs])
     kinds = pairs // len(COLOUR_NAMES)

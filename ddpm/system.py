@@ -4,7 +4,7 @@ Training (thesis eq. 6.1 with w(t) = 1, i.e. DDPM's L_simple, eq. 14 of the DDPM
 ``L = E_{x, t, ε} ‖ε − ε_φ(sqrt(ᾱ_t)·x + sqrt(1 − ᾱ_t)·ε, y, t)‖²``, t uniform over the T steps,
 x in [−1, 1]. With ``prediction_type="v_prediction"`` the network predicts
 ``v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x`` instead (Salimans & Ho 2022, §4) and the loss is the v-MSE, which
-weights the ε-MSE by (1 + SNR(t)); its x̂_0 stays well conditioned at t → T, where ε-prediction divides
+weights the ε-MSE by 1/ᾱ_t = 1 + 1/SNR(t); its x̂_0 stays well conditioned at t → T, where ε-prediction divides
 by sqrt(ᾱ_t) ≈ 0.006. With a text encoder the condition y is dropped (replaced by the encoding of ``""``)
 with probability ``p_uncond`` so that one network also learns ``ε_φ(x)`` for classifier-free
 guidance (thesis eq. 6.3). Sampling: ancestral or DDIM through diffusers schedulers

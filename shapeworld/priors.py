@@ -13,7 +13,7 @@ Weights are produced by ``lightning fit --config experiments/shapeworld/train_cl
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional, Union
 
 from common.priors.base import PriorWeightsNotFoundError
 from common.priors.clip import CLIPModel
@@ -34,16 +34,22 @@ def clip_paths(role: Literal["guidance", "heldout"] = "guidance") -> tuple[Path,
     return CONFIG_DIR / f"{name}.json", WEIGHTS_DIR / f"{name}.safetensors"
 
 
-def shapeworld_clip(role: Literal["guidance", "heldout"] = "guidance", load: bool = True) -> CLIPModel:
-    """The shipped shapeworld CLIP ``role`` as a :class:`CLIPModel` (the real-weights code path)."""
-    config, weights = clip_paths(role)
-    if not weights.is_file():
-        raise PriorWeightsNotFoundError(
-            f"shapeworld CLIP '{role}' weights not found at {weights}. Train them with "
-            f"`lightning fit --config {TRAIN_CONFIGS[role]}` and copy the exported "
-            f"{weights.name} there (see shapeworld/README.md)."
-        )
-    clip = CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=str(weights), model_config=str(config))
+def shapeworld_clip(role: Literal["guidance", "heldout"] = "guidance", load: bool = True,
+                    weights: Optional[Union[str, Path]] = None) -> CLIPModel:
+    """The shapeworld CLIP ``role`` as a :class:`CLIPModel` (the real-weights code path).
+
+    Args:
+        weights: another ``.safetensors`` of the same architecture (e.g. a training run's export) instead of
+            the shipped file.
+    """
+    config, shipped = clip_paths(role)
+    path = Path(weights) if weights is not None else shipped
+    if not path.is_file():
+        how = ("pass an existing file" if weights is not None else
+               f"train them with `lightning fit --config {TRAIN_CONFIGS[role]}` and copy the exported "
+               f"{shipped.name} there (see shapeworld/README.md)")
+        raise PriorWeightsNotFoundError(f"shapeworld CLIP '{role}' weights not found at {path}; {how}.")
+    clip = CLIPModel(name=CLIP_NAMES[role], pretrained=None, checkpoint=str(path), model_config=str(config))
     return clip.load() if load else clip
 
 

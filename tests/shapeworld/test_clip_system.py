@@ -60,3 +60,14 @@ def test_shipped_clip_paths():
     if not weights.is_file():
         with pytest.raises(PriorWeightsNotFoundError, match="train_clip_heldout.yaml"):
             shapeworld_clip("heldout")
+
+
+def test_other_weights_of_the_same_architecture(tmp_path):
+    """``shapeworld_clip(role, weights=...)`` loads another export of that architecture; a missing file names itself."""
+    with pytest.raises(PriorWeightsNotFoundError, match="nope.safetensors"):
+        shapeworld_clip("heldout", weights=tmp_path / "nope.safetensors")
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"")  # not loaded (load=False): only the wiring is checked here
+    clip = shapeworld_clip("heldout", load=False, weights=other)
+    assert (clip.checkpoint, clip.model_config) == (str(other), str(clip_paths("heldout")[0]))
+    assert clip.name == "shapeworld_clip_heldout"
