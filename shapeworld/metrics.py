@@ -77,9 +77,9 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     size = prior.unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
     fractions, samples = {}, []
+    scheduler = make_scheduler("ddim", prediction_type=prior.prediction_type)  # the DDPM schedule, as trained
     for prompt, (kind, colour) in zip(heldout_prompts(), HELDOUT_PROMPT_PAIRS):
         ctx = prior.text_context([prompt] * n)
-        scheduler = make_scheduler("ddim", prediction_type=prior.prediction_type)  # the DDPM schedule, as trained
         x = sample(prior.unet, scheduler, (n, 3, size, size), steps, ctx.cond, ctx.uncond,
                    guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed))
         x = (x + 1) / 2  # sample() clamps to [−1, 1]
