@@ -60,6 +60,9 @@ def main() -> None:
     print("| run | prompt | " + " | ".join(f"rank ({label(n)})" for n in clips) + " |")
     print("|---|---|" + "---|" * len(clips))
     for run in runs:
+        if not ((Path(run) / "metrics.json").is_file() and (Path(run) / "media" / "final_heldout.png").is_file()):
+            print(f"| {run} | (unfinished: no metrics.json or media/final_heldout.png; skipped) |")
+            continue
         prompt = json.loads((Path(run) / "metrics.json").read_text())["prompt"]
         if prompt not in pool:
             raise SystemExit(f"{run}: prompt {prompt!r} is not one of the 66 shapeworld captions")
