@@ -21,6 +21,7 @@ import yaml  # noqa: E402
 from lightning.pytorch.cli import instantiate_class  # noqa: E402
 
 from common.guidance import CLIPGuidance  # noqa: E402
+from shapeworld.captions import RETRIEVAL_TEMPLATE, caption  # noqa: E402
 from shapeworld.images import render_views  # noqa: E402
 from shapeworld.priors import shapeworld_clip  # noqa: E402
 from shapeworld.render import CameraRanges  # noqa: E402
@@ -48,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clip = shapeworld_clip("guidance")
     specs = object_specs("heldout", args.objects)
-    prompts = [f"a {s.colour} {s.kind}" for s in specs]
+    prompts = [caption(s.kind, s.colour, RETRIEVAL_TEMPLATE) for s in specs]  # "an orange cube", as the caption pool
     cam = CameraRanges(azimuth=(0.0, 360.0), elevation=(30.0, 30.0), radius=(4.0, 4.0), focal_mult=(1.0, 1.0))
     pcn_args, df_args = model_args("experiments/shapeworld/pureclipnerf.yaml"), model_args("experiments/shapeworld/dreamfields.yaml")
     # the configs' guidance blocks, with the CLIP loaded once
