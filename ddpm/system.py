@@ -16,6 +16,7 @@ logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
 import copy
 import functools
 import logging
+from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import torch
@@ -33,6 +34,42 @@ from ddpm.fid import make_fid
 from ddpm.sampling import PredictionType, Sampler, make_scheduler, sample
 
 log = logging.getLogger(__name__)
+
+
+def load_unet_weights(unet: nn.Module, folder: str) -> list:
+    """Load ``diffusion_pytorch_model.safetensors`` of a diffusers UNet folder (or of ``<pipeline>/unet``) into ``unet``.
+
+    Every tensor of the file must match a parameter of ``unet`` in name and shape (else ``ValueError``: the
+    architecture differs). Parameters the file lacks keep their initialisation and are returned; when they are a
+    whole pooled-text embedding (``add_embedding``, diffusers' ``addition_embed_type="text"``) added to a model
+    trained without one, its output LayerNorm is zeroed so that the loaded network computes exactly what the
+    file's network did and the new embedding grows from zero.
+    """
+    from safetensors.torch import load_file
+
+    root = Path(folder)
+    path = next((p / "diffusion_pytorch_model.safetensors" for p in (root, root / "unet")
+                 if (p / "diffusion_pytorch_model.safetensors").is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"init_weights: no diffusion_pytorch_model.safetensors in {root} or {root / 'unet'}; "
+                                "pass a diffusers UNet folder or a pipeline folder written by ddpm.export")
+    own = unet.state_dict()
+    state = load_file(str(path))
+    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"init_weights: {len(bad)} tensors of {path} do not fit this UNet (e.g. {bad[:3]}); "
+                         "its block_out_channels / attention / embedding settings must match the folder's config.json")
+    missing = [k for k in own if k not in state]
+    unet.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
+    if missing:
+        log.info("init_weights: %d UNet tensors not in %s keep their initialisation: %s", len(missing), path,
+                 sorted({k.split(".")[0] for k in missing}))
+    add = getattr(unet, "add_embedding", None)
+    if add is not None and hasattr(add, "norm2") and all(k in missing for k in own if k.startswith("add_embedding.")):
+        with torch.no_grad():
+            add.norm2.weight.zero_()
+            add.norm2.bias.zero_()
+    return missing
 
 
 class DDPMSystem(LightningModule):
@@ -70,6 +107,10 @@ class DDPMSystem(LightningModule):
         export_pipeline: at the end of training, write the (EMA) model as a diffusers pipeline folder
             at ``<run>/pipeline`` (loadable by ``common.priors.diffusion.DiffusionModel``).
         export_dtype: dtype of the exported weights (``float16`` halves the files).
+        init_weights: fine-tune: start the UNet (and its EMA) from a diffusers UNet folder or a pipeline folder
+            holding ``unet/`` (e.g. ``shapeworld/weights/shapeworld_diffusion``) instead of from scratch. Layers the
+            folder lacks keep their initialisation (:func:`load_unet_weights`); a checkpoint resumed with
+            ``--ckpt_path`` overrides these weights.
     """
 
     def __init__(
@@ -100,6 +141,7 @@ class DDPMSystem(LightningModule):
         optimizer: Optional[OptimizerCallable] = None,
         export_pipeline: bool = False,
         export_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        init_weights: Optional[str] = None,
     ) -> None:
         super().__init__()
         if lr_decay not in ("constant", "cosine") or not 0.0 <= lr_final_ratio <= 1.0:
@@ -107,6 +149,8 @@ class DDPMSystem(LightningModule):
                              f"got {lr_decay!r} and {lr_final_ratio}")
         self.save_hyperparameters(ignore=["unet", "text_encoder", "optimizer"])
         self.unet, self.text_encoder, self.optimizer_factory = unet, text_encoder, optimizer
+        if init_weights is not None:
+            load_unet_weights(self.unet, init_weights)
         self.ema = copy.deepcopy(unet).requires_grad_(False) if ema_decay is not None else None
         self.scheduler = make_scheduler("ddpm", num_train_timesteps, beta_start, beta_end, beta_schedule, variance_type,
                                         prediction_type=prediction_type)

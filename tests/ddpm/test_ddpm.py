@@ -215,3 +215,38 @@ def test_fid_skips_with_reason(monkeypatch):
     reason = fid_unavailable_reason()
     assert reason and "FID skipped" in reason
     assert make_fid() == (None, reason)
+
+
+def test_init_weights_fine_tunes_from_a_unet_folder_and_grows_a_pooled_text_embedding(tmp_path):
+    from ddpm.system import load_unet_weights
+
+    src = tiny_cond_unet()
+    with torch.no_grad():  # tiny_cond_unet is seeded: make the folder's weights differ from a fresh one's
+        for p in src.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    src.save_pretrained(tmp_path / "pipe" / "unet")  # a pipeline folder's layout
+    x, t, c = torch.randn(2, 3, 8, 8), torch.tensor([3, 900]), torch.randn(2, 5, 32)
+    with torch.no_grad():
+        ref = src(x, t, c).sample
+    # the same architecture: every tensor loaded, same outputs, through the system's constructor (UNet and EMA)
+    system = DDPMSystem(unet=tiny_cond_unet(), init_weights=str(tmp_path / "pipe"), ema_decay=0.9)
+    with torch.no_grad():
+        torch.testing.assert_close(system.unet(x, t, c).sample, ref)
+        torch.testing.assert_close(system.ema(x, t, c).sample, ref)
+    # a pooled-text embedding the folder lacks starts at zero: the network computes what the folder's did,
+    # and the new embedding still receives a gradient
+    grown = tiny_cond_unet(text_time=True)
+    missing = load_unet_weights(grown, str(tmp_path / "pipe" / "unet"))
+    assert missing and all(k.startswith("add_embedding.") for k in missing)
+    out = grown(x, t, c).sample
+    torch.testing.assert_close(out.detach(), ref)
+    out.square().sum().backward()
+    assert grown.add_embedding.norm2.weight.grad.abs().sum() > 0
+    # a different architecture is refused, naming the fix; a folder without weights says where it looked
+    with pytest.raises(ValueError, match="block_out_channels"):
+        load_unet_weights(UNet2DConditionModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 8),
+                                               layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                               up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                               attention_head_dim=4, norm_num_groups=8), str(tmp_path / "pipe"))
+    with pytest.raises(FileNotFoundError, match="diffusion_pytorch_model.safetensors"):
+        load_unet_weights(tiny_cond_unet(), str(tmp_path))
