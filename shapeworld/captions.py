@@ -11,7 +11,7 @@ Example:
 """
 
 import random
-from typing import Optional
+from typing import Optional, Sequence
 
 from shapeworld.shapes import COLOUR_NAMES, KINDS
 
@@ -70,6 +70,19 @@ def pair_index(kind: str, colour: str, kinds: tuple[str, ...] = KINDS, colours: 
     return kinds.index(kind) * len(colours) + colours.index(colour)
 
 
-def heldout_prompts(template: str = HELDOUT_TEMPLATES[0]) -> list[str]:
-    """The ten held-out prompts (held-out phrasing) of the diffusion-prior quality bar."""
-    return [caption(k, c, template) for k, c in HELDOUT_PROMPT_PAIRS]
+def heldout_prompts(template: str = HELDOUT_TEMPLATES[0], pairs: Optional[Sequence[tuple[str, str]]] = None) -> list[str]:
+    """The ten held-out prompts (held-out phrasing) of the diffusion-prior quality bar (or of ``pairs``)."""
+    return [caption(k, c, template) for k, c in (HELDOUT_PROMPT_PAIRS if pairs is None else pairs)]
+
+
+def colour_shifted_pairs(shift: int, pairs: Sequence[tuple[str, str]] = HELDOUT_PROMPT_PAIRS) -> list[tuple[str, str]]:
+    """``pairs`` with each colour moved ``shift`` places along :data:`COLOUR_NAMES` (same kinds).
+
+    With ``shift`` 1–5 these are validation prompts for choosing a sampler without looking at the bar's
+    own ten (shift 0 returns them unchanged).
+
+    Example:
+        >>> colour_shifted_pairs(1)[0]
+        ('cube', 'green')
+    """
+    return [(k, COLOUR_NAMES[(COLOUR_NAMES.index(c) + shift) % len(COLOUR_NAMES)]) for k, c in pairs]

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from shapeworld import sdf as S
-from shapeworld.captions import (HELDOUT_TEMPLATES, TRAIN_TEMPLATES, all_captions, caption, heldout_prompts,
-                                 pair_index)
+from shapeworld.captions import (HELDOUT_PROMPT_PAIRS, HELDOUT_TEMPLATES, TRAIN_TEMPLATES, all_captions, caption,
+                                 colour_shifted_pairs, heldout_prompts, pair_index)
 from shapeworld.shapes import (CANONICAL_RADIUS, COLOUR_NAMES, COMPOSITE_KINDS, KINDS, ShapeSpec, object_spec,
                                object_specs)
 
@@ -99,3 +99,14 @@ def test_captions():
     assert caps[pair_index("chair", "blue")] == "a blue chair"
     prompts = heldout_prompts()
     assert len(prompts) == 10 and len(set(prompts)) == 10
+
+
+def test_colour_shifted_validation_prompts_share_kinds_but_no_pair_with_the_bar():
+    assert colour_shifted_pairs(0) == list(HELDOUT_PROMPT_PAIRS)
+    for shift in range(1, len(COLOUR_NAMES)):
+        shifted = colour_shifted_pairs(shift)
+        assert [k for k, _ in shifted] == [k for k, _ in HELDOUT_PROMPT_PAIRS]
+        assert all(c != c0 for (_, c), (_, c0) in zip(shifted, HELDOUT_PROMPT_PAIRS))
+        assert not set(shifted) & set(HELDOUT_PROMPT_PAIRS)  # validation prompts never are bar prompts
+    assert colour_shifted_pairs(len(COLOUR_NAMES)) == list(HELDOUT_PROMPT_PAIRS)
+    assert heldout_prompts(pairs=colour_shifted_pairs(1))[0] == "an image of a green cube"
