@@ -30,7 +30,8 @@ import torch.nn.functional as F  # noqa: E402
 from common.priors.clip import CLIPModel  # noqa: E402
 from common.priors.diffusion import DiffusionModel  # noqa: E402
 from shapeworld.captions import COLOUR_NAMES, HELDOUT_TEMPLATES, KINDS, colour_shifted_pairs  # noqa: E402
-from shapeworld.metrics import caption_retrieval, diffusion_prompt_retrieval, heldout_retrieval_set, prompt_retrieval  # noqa: E402
+from shapeworld.metrics import (BAR_DDIM_STEPS, caption_retrieval, diffusion_prompt_retrieval,  # noqa: E402
+                                heldout_retrieval_set, prompt_retrieval)
 from shapeworld.priors import DIFFUSION_DIR, clip_paths, shapeworld_clip  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=250)
     p.add_argument("--views", type=int, default=2)
     p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--steps", type=int, default=30, help="DDIM steps (the bar's: 30)")
+    p.add_argument("--steps", type=int, default=BAR_DDIM_STEPS, help=f"DDIM steps (the bar's: {BAR_DDIM_STEPS})")
     p.add_argument("--scale", type=float, default=3.0)
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (1: stochastic, the bar's sampler; 0: deterministic)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the bar's: 0)")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shapeworld.metrics import caption_retrieval, diffusion_prompt_retrieval, heldout_retrieval_set
+from shapeworld.metrics import BAR_DDIM_STEPS, caption_retrieval, diffusion_prompt_retrieval, heldout_retrieval_set
 from shapeworld.priors import DIFFUSION_DIR, clip_paths, shapeworld_clip, shapeworld_diffusion
 
 ROLES = [r for r in ("guidance", "heldout") if clip_paths(r)[1].is_file()]
@@ -32,7 +32,7 @@ needs_diffusion = pytest.mark.skipif(not HAS_DIFFUSION, reason="shapeworld diffu
 @pytest.fixture(scope="module")
 def diffusion_retrieval() -> dict[str, float]:
     """Reduced bar sampling: 4 DDIM samples (30 steps, η = 1, s = 3: the bar's sampler) per held-out prompt, seed 0."""
-    fractions, _ = diffusion_prompt_retrieval(shapeworld_diffusion(), shapeworld_clip("heldout"), n=4, steps=30,
+    fractions, _ = diffusion_prompt_retrieval(shapeworld_diffusion(), shapeworld_clip("heldout"), n=4, steps=BAR_DDIM_STEPS,
                                               guidance_scale=3.0, eta=1.0)
     return fractions
 
