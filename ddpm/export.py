@@ -107,6 +107,9 @@ def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype:
     system.scheduler.save_pretrained(path / "scheduler")
     index = {"_class_name": "DiffusionPipeline", "_diffusers_version": "0.0",
              "unet": ["diffusers", type(unet).__name__], "scheduler": ["diffusers", "DDPMScheduler"]}
+    if system.vae is not None:  # latent model: the frozen autoencoder goes with it (loaded as SD's VAE)
+        copy.deepcopy(system.vae).cpu().to(torch_dtype).save_pretrained(path / "vae")
+        index["vae"] = ["diffusers", "AutoencoderKL"]
     enc = system.text_encoder
     if enc is not None:
         if not isinstance(enc, CLIPTextConditioner) or enc.mode != "tokens":

@@ -9,6 +9,9 @@ by sqrt(ᾱ_t) ≈ 0.006. With a text encoder the condition y is dropped (replac
 with probability ``p_uncond`` so that one network also learns ``ε_φ(x)`` for classifier-free
 guidance (thesis eq. 6.3). Sampling: ancestral or DDIM through diffusers schedulers
 (:mod:`ddpm.sampling`), from an EMA copy of the weights (DDPM paper §4, decay 0.9999).
+With ``autoencoder`` (a diffusers ``AutoencoderKL`` folder, e.g. from :mod:`ddpm.autoencoder`) the model is a
+*latent* diffusion model (Rombach et al. 2022, eq. 2): the same loss on ``z = scaling_factor·E(x)``, a posterior
+sample of the frozen encoder, no x̂_0 clipping (latents are not bounded), and samples decoded by D.
 Validation logs the held-out ε-MSE, a grid of samples (PNG in ``<run>/samples/``, W&B image when the
 logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
 """
@@ -107,6 +110,9 @@ class DDPMSystem(LightningModule):
         export_pipeline: at the end of training, write the (EMA) model as a diffusers pipeline folder
             at ``<run>/pipeline`` (loadable by ``common.priors.diffusion.DiffusionModel``).
         export_dtype: dtype of the exported weights (``float16`` halves the files).
+        autoencoder: latent diffusion: a frozen diffusers ``AutoencoderKL`` folder (or a folder holding ``vae/``); the
+            UNet's ``in_channels``/``out_channels`` must equal its ``latent_channels`` and its ``sample_size`` the image
+            size over the downsampling factor. None: pixel space.
         init_weights: fine-tune: start the UNet (and its EMA) from a diffusers UNet folder or a pipeline folder
             holding ``unet/`` (e.g. ``shapeworld/weights/shapeworld_diffusion``) instead of from scratch. Layers the
             folder lacks keep their initialisation (:func:`load_unet_weights`); a checkpoint resumed with
@@ -142,6 +148,7 @@ class DDPMSystem(LightningModule):
         export_pipeline: bool = False,
         export_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
         init_weights: Optional[str] = None,
+        autoencoder: Optional[str] = None,
     ) -> None:
         super().__init__()
         if lr_decay not in ("constant", "cosine") or not 0.0 <= lr_final_ratio <= 1.0:
@@ -152,8 +159,18 @@ class DDPMSystem(LightningModule):
         if init_weights is not None:
             load_unet_weights(self.unet, init_weights)
         self.ema = copy.deepcopy(unet).requires_grad_(False) if ema_decay is not None else None
+        self.__dict__["_vae"] = None  # frozen, kept outside the module tree: not in checkpoints or the optimiser
+        if autoencoder is not None:
+            from ddpm.autoencoder import load_autoencoder
+
+            self.__dict__["_vae"] = load_autoencoder(autoencoder)
+            c = self._vae.config.latent_channels
+            if unet.config.in_channels != c or unet.config.out_channels != c:
+                raise ValueError(f"latent diffusion: the UNet has in/out channels {unet.config.in_channels}/"
+                                 f"{unet.config.out_channels} but the autoencoder's latents have {c}; set "
+                                 f"unet.init_args.in_channels and out_channels to {c}")
         self.scheduler = make_scheduler("ddpm", num_train_timesteps, beta_start, beta_end, beta_schedule, variance_type,
-                                        prediction_type=prediction_type)
+                                        prediction_type=prediction_type, clip_sample=autoencoder is None)
         self.strict_loading = False  # frozen text encoder weights are not in checkpoints
         self._null: Optional[Tensor] = None
         self._val_prompts: list[str] = []
@@ -177,6 +194,30 @@ class DDPMSystem(LightningModule):
     @property
     def conditional(self) -> bool:
         return self.text_encoder is not None
+
+    @property
+    def vae(self) -> Optional[nn.Module]:
+        """The frozen autoencoder of a latent model (None in pixel space)."""
+        if self._vae is not None and next(self._vae.parameters()).device != self.device:
+            self._vae.to(self.device)
+        return self._vae
+
+    def to_model_space(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Images ``[B, C, H, W]`` in [−1, 1] → what the UNet models: the images, or ``scaling_factor·z`` with
+        ``z ~ q(z|x)`` for a latent model (LDM eq. 2)."""
+        if self.vae is None:
+            return x
+        with torch.no_grad():
+            dist = self.vae.encode(x.float()).latent_dist
+            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator).to(dist.mean)
+            return z * self.vae.config.scaling_factor
+
+    def from_model_space(self, z: Tensor) -> Tensor:
+        """Inverse of :meth:`to_model_space` for samples: latents are decoded by D; images in [−1, 1]."""
+        if self.vae is None:
+            return z
+        with torch.no_grad():
+            return self.vae.decode(z.float() / self.vae.config.scaling_factor).sample
 
     def encode(self, prompts: Sequence[str]) -> Tensor:
         """``[B, L, D]`` condition of ``prompts`` on this module's device."""
@@ -207,7 +248,7 @@ class DDPMSystem(LightningModule):
         return x * 2.0 - 1.0  # [0, 1] -> [−1, 1]
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        x0 = self._images(batch)
+        x0 = self.to_model_space(self._images(batch))
         context = None
         if self.conditional:
             context, dropped = drop_condition(self.encode(batch[self.hparams.caption_key]), self.null_condition(1),
@@ -228,8 +269,9 @@ class DDPMSystem(LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         x0 = self._images(batch)
         context = self.encode(batch[self.hparams.caption_key]) if self.conditional else None
-        g = torch.Generator().manual_seed(batch_idx)  # same t and ε every validation
-        self.log(f"val/{self._loss_name}", self.diffusion_loss(x0, context, g), prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
+        g = torch.Generator().manual_seed(batch_idx)  # same z, t and ε every validation
+        loss = self.diffusion_loss(self.to_model_space(x0, g), context, g)
+        self.log(f"val/{self._loss_name}", loss, prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
         if self.conditional and len(self._val_prompts) < self.hparams.val_samples:
             self._val_prompts += list(batch[self.hparams.caption_key])
         if self._fid is not None and self._fid_real < self.hparams.fid_samples:
@@ -283,15 +325,17 @@ class DDPMSystem(LightningModule):
             if prompts is None or len(prompts) != n:
                 raise ValueError(f"a conditional DDPM needs one prompt per sample ({n}), got {prompts!r}")
             context, null = self.encode(prompts), self.null_condition(n)
+        latent = self.vae is not None
         scheduler = make_scheduler(sampler or h.sampler, h.num_train_timesteps, h.beta_start, h.beta_end,
-                                   h.beta_schedule, h.variance_type, prediction_type=h.prediction_type)
+                                   h.beta_schedule, h.variance_type, prediction_type=h.prediction_type,
+                                   clip_sample=not latent)
         was_training = net.training
         net.eval()  # no dropout while sampling
         x = sample(net, scheduler, (n, cfg.in_channels, size, size), steps or h.sample_steps, context, null,
                    h.guidance_scale if guidance_scale is None else guidance_scale, h.sample_eta if eta is None else eta,
-                   generator=generator, device=self.device)
+                   generator=generator, device=self.device, clamp=not latent)
         net.train(was_training)
-        return self._to_rgb01(x)
+        return self._to_rgb01(self.from_model_space(x))
 
     def on_train_end(self) -> None:
         if self.hparams.export_pipeline and self.trainer.is_global_zero:

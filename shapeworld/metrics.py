@@ -67,7 +67,8 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     """The diffusion-prior bar: ``n`` DDIM samples of each held-out prompt, retrieved by ``clip``.
 
     Args:
-        prior: a loaded text-conditional :class:`~common.priors.diffusion.DiffusionModel` (pixel space).
+        prior: a loaded text-conditional :class:`~common.priors.diffusion.DiffusionModel`, pixel or latent (latent
+            samples are decoded by its VAE before retrieval, and their x̂₀ is not clipped).
         clip: the retrieval CLIP (the held-out one for the bar).
         steps: DDIM steps. 30, chosen on colour-shifted validation prompts (not the bar's own): with
             η = 1 the shipped prior's samples get worse with more, smaller steps (0.90 validation mean
@@ -89,13 +90,16 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     size = prior.unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
     fractions, samples = {}, []
-    scheduler = make_scheduler("ddim", prediction_type=prior.prediction_type)  # the DDPM schedule, as trained
+    latent = prior.is_latent  # latents are not bounded: no x̂₀ clipping, decoded by the VAE
+    cfg = prior.scheduler_config  # the schedule the prior was trained with
+    scheduler = make_scheduler("ddim", cfg["num_train_timesteps"], cfg["beta_start"], cfg["beta_end"], cfg["beta_schedule"],
+                               prediction_type=prior.prediction_type, clip_sample=not latent)
     pairs = HELDOUT_PROMPT_PAIRS if pairs is None else pairs
     for prompt, (kind, colour) in zip(heldout_prompts(pairs=pairs), pairs):
         ctx = prior.text_context([prompt] * n)
-        x = sample(prior.unet, scheduler, (n, 3, size, size), steps, ctx.cond, ctx.uncond,
-                   guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed))
-        x = (x + 1) / 2  # sample() clamps to [−1, 1]
+        x = sample(prior.unet, scheduler, (n, prior.channels, size, size), steps, ctx.cond, ctx.uncond,
+                   guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed), clamp=not latent)
+        x = prior.decode(x)  # [0, 1]
         samples.append(x)
         fractions[prompt] = prompt_retrieval(clip, x, [pair_index(kind, colour)] * n).float().mean().item()
     return fractions, torch.cat(samples)

@@ -5,7 +5,10 @@
   ``weights/shapeworld_clip_heldout.safetensors``;
 * the text-conditional 32² pixel diffusion prior: a diffusers pipeline folder
   ``weights/shapeworld_diffusion/`` (written by ``ddpm.export.export_pipeline``), loaded by
-  :class:`common.priors.diffusion.DiffusionModel`.
+  :class:`common.priors.diffusion.DiffusionModel`;
+* the text-conditional *latent* diffusion prior (4×16×16 latents of 64² images) with its autoencoder: a
+  Stable-Diffusion-layout folder ``weights/shapeworld_latent_diffusion/`` (unet + vae + text encoder), loaded by the
+  same class as a latent model, for latent-space code paths (SJC's latent field, latent SDS).
 
 Weights are produced by ``lightning fit --config experiments/shapeworld/train_clip.yaml`` (resp.
 ``train_clip_heldout.yaml``), see ``shapeworld/README.md``; until they are shipped,
@@ -56,13 +59,18 @@ def shapeworld_clip(role: Literal["guidance", "heldout"] = "guidance", load: boo
 DIFFUSION_DIR = WEIGHTS_DIR / "shapeworld_diffusion"
 
 
-def shapeworld_diffusion(load: bool = True) -> DiffusionModel:
-    """The shipped shapeworld pixel diffusion prior as a :class:`DiffusionModel` (the real-weights code path)."""
-    if not (DIFFUSION_DIR / "model_index.json").is_file():
+LATENT_DIFFUSION_DIR = WEIGHTS_DIR / "shapeworld_latent_diffusion"
+
+
+def shapeworld_diffusion(load: bool = True, latent: bool = False) -> DiffusionModel:
+    """The shipped shapeworld pixel (or, with ``latent``, latent) diffusion prior as a :class:`DiffusionModel` (the
+    real-weights code path)."""
+    folder, config = ((LATENT_DIFFUSION_DIR, "train_autoencoder.yaml, then train_latent_diffusion.yaml") if latent else
+                      (DIFFUSION_DIR, "train_diffusion.yaml"))
+    if not (folder / "model_index.json").is_file():
         raise PriorWeightsNotFoundError(
-            f"shapeworld diffusion prior not found at {DIFFUSION_DIR}. Train it with "
-            "`lightning fit --config experiments/shapeworld/train_diffusion.yaml` and copy the run's pipeline/ "
-            "folder there (see shapeworld/README.md)."
-        )
-    prior = DiffusionModel(model=str(DIFFUSION_DIR))
+            f"shapeworld {'latent ' if latent else ''}diffusion prior not found at {folder}. Train it with "
+            f"`lightning fit --config experiments/shapeworld/{config}` and copy the run's pipeline/ folder there "
+            "(see shapeworld/README.md).")
+    prior = DiffusionModel(model=str(folder))
     return prior.load() if load else prior

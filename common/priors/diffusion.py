@@ -139,6 +139,7 @@ class DiffusionModel(FrozenPrior):
         self.allow_download = allow_download
         self._text_cache: Dict[str, Tensor] = {}
         self.prediction_type = "epsilon"
+        self.scheduler_config: dict = {}  # set on load
         self.scaling_factor = 1.0
         self.tokenizer = None
 
@@ -203,6 +204,7 @@ class DiffusionModel(FrozenPrior):
                 nets["text_encoder"] = _cls("text_encoder").from_pretrained(root, subfolder="text_encoder", **kw)
                 self.tokenizer = _cls("tokenizer").from_pretrained(root, subfolder="tokenizer")
         self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
+        self.scheduler_config = dict(scheduler.config)  # the training schedule, for samplers built from it
         if "vae" in nets:
             self.scaling_factor = float(nets["vae"].config.get("scaling_factor", 0.18215))
         self._tensors["alpha_bar"] = self._alpha_bar(scheduler)

@@ -1,0 +1,28 @@
+"""The diffusion bar's sampler (``shapeworld.metrics.diffusion_prompt_retrieval``) on tiny pipelines: it samples with
+the prior's own training schedule, and latent priors are sampled without x̂₀ clipping and decoded before retrieval."""
+
+import pytest
+import torch
+
+import ddpm.sampling
+from common.priors.diffusion import DiffusionModel
+from common.testing import tiny_models
+from shapeworld.captions import HELDOUT_PROMPT_PAIRS
+from shapeworld.metrics import diffusion_prompt_retrieval
+
+
+@pytest.mark.parametrize("name, schedule, latent", [("tiny:pixel", "linear", False), ("tiny:sd", "scaled_linear", True)])
+def test_bar_sampler_uses_the_prior_schedule_and_decodes_latents(name, schedule, latent, monkeypatch):
+    prior = DiffusionModel(model=name, precision="fp32").load()
+    made = []
+    real = ddpm.sampling.make_scheduler
+    monkeypatch.setattr(ddpm.sampling, "make_scheduler", lambda *a, **k: made.append((a, k)) or real(*a, **k))
+    pairs = list(HELDOUT_PROMPT_PAIRS[:2])
+    fractions, samples = diffusion_prompt_retrieval(prior, tiny_models.tiny_clip(), n=2, steps=2, pairs=pairs)
+    (args, kwargs), = made
+    assert args[4] == schedule and kwargs["clip_sample"] is not latent
+    assert args[2:4] == (prior.scheduler_config["beta_start"], prior.scheduler_config["beta_end"])
+    f = 2 ** (len(prior.vae.config.block_out_channels) - 1) if latent else 1  # the VAE's downsampling factor
+    size = prior.unet.config.sample_size * f
+    assert samples.shape == (4, 3, size, size) and 0 <= samples.min() and samples.max() <= 1
+    assert len(fractions) == 2 and all(0.0 <= f <= 1.0 for f in fractions.values())
