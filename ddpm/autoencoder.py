@@ -20,8 +20,6 @@ Differences from LDM's recipe (written here because they are deliberate):
 import copy
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -32,7 +30,7 @@ from torch import Tensor, nn
 
 from common.callbacks import log_media, run_dir
 from common.export import image_grid, save_image
-from common.io import _umask
+from common.io import atomic_dir
 
 
 def latent_scale(vae: nn.Module, images: Tensor, batch: int = 64) -> float:
@@ -42,7 +40,7 @@ def latent_scale(vae: nn.Module, images: Tensor, batch: int = 64) -> float:
     with torch.no_grad():
         for i in range(0, len(images), batch):
             dist = vae.encode(images[i:i + batch].to(next(vae.parameters()).device)).latent_dist
-            zs.append(dist.mean + dist.std * torch.randn(dist.mean.shape, generator=g).to(dist.mean))
+            zs.append(dist.sample(g))
     return float(1.0 / torch.cat(zs).float().std())
 
 
@@ -90,7 +88,7 @@ class AutoencoderSystem(LightningModule):
     def losses(self, x: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor, Tensor]:
         """``(total, L1, KL)`` of a batch ``x`` in [−1, 1]; KL is summed over latent elements, averaged over the batch."""
         dist = self.vae.encode(x).latent_dist
-        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator).to(x)  # reparameterised
+        z = dist.sample(generator)  # reparameterised: μ + σ·u
         recon = self.vae.decode(z).sample
         l1 = (recon - x).abs().mean()
         kl = dist.kl().mean()  # Σ over latent elements of KL(q(z|x) ‖ N(0, I)), mean over the batch
@@ -127,19 +125,8 @@ class AutoencoderSystem(LightningModule):
             vae.register_to_config(scaling_factor=latent_scale(vae, images.cpu() * 2 - 1))
         vae = vae.to(getattr(torch, self.hparams.export_dtype))
         target = Path(path) / "vae"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".vae."))  # write, then rename
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would make the folder private
-        try:
+        with atomic_dir(target) as tmp:  # write, then rename
             vae.save_pretrained(tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        old = target.with_name(".vae.old")
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
         return target
 
     def on_train_end(self) -> None:

@@ -208,9 +208,7 @@ class DDPMSystem(LightningModule):
         if self.vae is None:
             return x
         with torch.no_grad():
-            dist = self.vae.encode(x.float()).latent_dist
-            z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=generator).to(dist.mean)
-            return z * self.vae.config.scaling_factor
+            return self.vae.encode(x.float()).latent_dist.sample(generator) * self.vae.config.scaling_factor
 
     def from_model_space(self, z: Tensor) -> Tensor:
         """Inverse of :meth:`to_model_space` for samples: latents are decoded by D; images in [−1, 1]."""

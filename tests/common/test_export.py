@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from common.export import image_grid, marching_cubes_mesh, save_image, save_mesh, save_video
-from common.io import atomic_write
+from common.io import atomic_dir, atomic_write
 
 
 def _sphere_density(res=64, r=0.6, bound=1.0):
@@ -46,6 +46,22 @@ def test_atomic_write_failure_keeps_previous_file(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["mesh.ply"]
+
+
+def test_atomic_dir_replaces_a_folder_whole_and_keeps_it_on_failure(tmp_path):
+    target = tmp_path / "vae"
+    with atomic_dir(target) as d:
+        (d / "a.txt").write_text("one")
+    assert (target / "a.txt").read_text() == "one" and oct(target.stat().st_mode & 0o777) != oct(0o700)
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as d:
+            (d / "a.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert (target / "a.txt").read_text() == "one"
+    with atomic_dir(target) as d:
+        (d / "b.txt").write_text("two")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced whole, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae"]  # no temporary or old folder left
 
 
 @pytest.mark.parametrize("fmt", ["gif", "mp4"])
