@@ -85,7 +85,7 @@ def sample(
     device: Optional[torch.device] = None,
     callback: Optional[Callable[[int, Tensor], None]] = None,
     x_T: Optional[Tensor] = None,
-    clamp: bool = True,
+    clamp: Optional[bool] = None,
 ) -> Tensor:
     """Draw samples ``x_0`` ``[B, C, H, W]`` (in ``[-1, 1]`` for images) starting from ``x_T ~ N(0, I)``.
 
@@ -101,8 +101,8 @@ def sample(
         device: device of the sample (default: the UNet's).
         callback: called as ``callback(i, x_t)`` after every step.
         x_T: ``[B, C, H, W]`` initial noise (default: drawn from ``generator``).
-        clamp: clamp the result to [−1, 1] (images); False for latents, which are not bounded (build their
-            scheduler with ``clip_sample=False`` too).
+        clamp: clamp the result to [−1, 1]; default: as the scheduler clips x̂₀ (``clip_sample``), i.e. yes for
+            images and no for latents, which are not bounded.
     """
     device = device or next(unet.parameters()).device
     x = (torch.randn(shape, generator=generator) if x_T is None else x_T).to(device)  # x_T ~ N(0, I)
@@ -114,4 +114,5 @@ def sample(
         x = scheduler.step(eps, t, x, generator=generator, **extra).prev_sample
         if callback is not None:
             callback(i, x)
+    clamp = scheduler.config.clip_sample if clamp is None else clamp
     return x.clamp(-1.0, 1.0) if clamp else x

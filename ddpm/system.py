@@ -323,15 +323,14 @@ class DDPMSystem(LightningModule):
             if prompts is None or len(prompts) != n:
                 raise ValueError(f"a conditional DDPM needs one prompt per sample ({n}), got {prompts!r}")
             context, null = self.encode(prompts), self.null_condition(n)
-        latent = self.vae is not None
         scheduler = make_scheduler(sampler or h.sampler, h.num_train_timesteps, h.beta_start, h.beta_end,
                                    h.beta_schedule, h.variance_type, prediction_type=h.prediction_type,
-                                   clip_sample=not latent)
+                                   clip_sample=self.scheduler.config.clip_sample)  # no x̂₀ clipping for latents
         was_training = net.training
         net.eval()  # no dropout while sampling
         x = sample(net, scheduler, (n, cfg.in_channels, size, size), steps or h.sample_steps, context, null,
                    h.guidance_scale if guidance_scale is None else guidance_scale, h.sample_eta if eta is None else eta,
-                   generator=generator, device=self.device, clamp=not latent)
+                   generator=generator, device=self.device)
         net.train(was_training)
         return self._to_rgb01(self.from_model_space(x))
 

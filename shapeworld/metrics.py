@@ -90,15 +90,15 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     size = prior.unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
     fractions, samples = {}, []
-    latent = prior.is_latent  # latents are not bounded: no x̂₀ clipping, decoded by the VAE
     cfg = prior.scheduler_config  # the schedule the prior was trained with
     scheduler = make_scheduler("ddim", cfg["num_train_timesteps"], cfg["beta_start"], cfg["beta_end"], cfg["beta_schedule"],
-                               prediction_type=prior.prediction_type, clip_sample=not latent)
+                               prediction_type=prior.prediction_type,
+                               clip_sample=not prior.is_latent)  # latents are not bounded: no x̂₀ clipping
     pairs = HELDOUT_PROMPT_PAIRS if pairs is None else pairs
     for prompt, (kind, colour) in zip(heldout_prompts(pairs=pairs), pairs):
         ctx = prior.text_context([prompt] * n)
         x = sample(prior.unet, scheduler, (n, prior.channels, size, size), steps, ctx.cond, ctx.uncond,
-                   guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed), clamp=not latent)
+                   guidance_scale=guidance_scale, eta=eta, generator=torch.Generator().manual_seed(seed))
         x = prior.decode(x)  # [0, 1]
         samples.append(x)
         fractions[prompt] = prompt_retrieval(clip, x, [pair_index(kind, colour)] * n).float().mean().item()
