@@ -81,6 +81,8 @@ def main() -> None:
     p.add_argument("--colour-shift", type=int, default=0,
                    help="validation prompts: the bar's ten kinds with each colour moved this many places (1-5); "
                         "0 = the bar's own prompts")
+    p.add_argument("--timestep-spacing", choices=["leading", "trailing", "linspace"],
+                   help="DDIM timestep placement (default: what the prior's scheduler config names, else leading)")
     p.add_argument("--samples-grid", help="write the diffusion samples (one row per prompt) to this PNG")
     args = p.parse_args()
     torch.manual_seed(0)
@@ -104,6 +106,8 @@ def main() -> None:
         if not (folder / "model_index.json").is_file():
             raise SystemExit(f"no diffusion pipeline at {folder}; pass --diffusion or ship it (shapeworld/README.md)")
         prior = DiffusionModel(model=str(folder)).load()
+        if args.timestep_spacing:
+            prior.scheduler_config["timestep_spacing"] = args.timestep_spacing
         r = diffusion_bar(prior, shapeworld_clip("heldout", weights=args.heldout), args.samples, args.steps, args.scale,
                           args.eta, args.samples_grid, args.seed, args.colour_shift)
         result["diffusion"] = r

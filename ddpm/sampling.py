@@ -34,12 +34,19 @@ def make_scheduler(
     variance_type: Literal["fixed_small", "fixed_large"] = "fixed_small",
     clip_sample: bool = True,
     prediction_type: PredictionType = "epsilon",
+    timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
 ):
-    """A diffusers scheduler over the DDPM schedule for a denoiser that predicts ``prediction_type``."""
+    """A diffusers scheduler over the DDPM schedule for a denoiser that predicts ``prediction_type``.
+
+    ``timestep_spacing`` places a K-step sampler's timesteps: ``leading`` (diffusers' default; 30 steps start at
+    t = 957), ``trailing`` (start at t = T − 1; Lin et al., WACV 2024, for schedules whose ᾱ at t = 957 still
+    holds signal) or ``linspace``.
+    """
     if prediction_type not in ("epsilon", "v_prediction"):
         raise ValueError(f"unknown prediction_type {prediction_type!r}; use 'epsilon' or 'v_prediction'")
     common = dict(num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-                  beta_schedule=beta_schedule, clip_sample=clip_sample, prediction_type=prediction_type)
+                  beta_schedule=beta_schedule, clip_sample=clip_sample, prediction_type=prediction_type,
+                  timestep_spacing=timestep_spacing)
     if sampler == "ddpm":
         return DDPMScheduler(variance_type=variance_type, **common)
     if sampler == "ddim":

@@ -68,7 +68,8 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
 
     Args:
         prior: a loaded text-conditional :class:`~common.priors.diffusion.DiffusionModel`, pixel or latent (latent
-            samples are decoded by its VAE before retrieval, and their x̂₀ is not clipped).
+            samples are decoded by its VAE before retrieval, and their x̂₀ is not clipped). Sampled on its own
+            training schedule, with the timestep spacing its scheduler config names (``leading`` if none).
         clip: the retrieval CLIP (the held-out one for the bar).
         steps: DDIM steps. 30, chosen on colour-shifted validation prompts (not the bar's own): with
             η = 1 the shipped prior's samples get worse with more, smaller steps (0.90 validation mean
@@ -93,7 +94,8 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
     cfg = prior.scheduler_config  # the schedule the prior was trained with
     scheduler = make_scheduler("ddim", cfg["num_train_timesteps"], cfg["beta_start"], cfg["beta_end"], cfg["beta_schedule"],
                                prediction_type=prior.prediction_type,
-                               clip_sample=not prior.is_latent)  # latents are not bounded: no x̂₀ clipping
+                               clip_sample=not prior.is_latent,  # latents are not bounded: no x̂₀ clipping
+                               timestep_spacing=cfg.get("timestep_spacing", "leading"))  # as the prior's folder says
     pairs = HELDOUT_PROMPT_PAIRS if pairs is None else pairs
     for prompt, (kind, colour) in zip(heldout_prompts(pairs=pairs), pairs):
         ctx = prior.text_context([prompt] * n)

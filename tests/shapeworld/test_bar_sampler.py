@@ -26,3 +26,20 @@ def test_bar_sampler_uses_the_prior_schedule_and_decodes_latents(name, schedule,
     size = prior.unet.config.sample_size * f
     assert samples.shape == (4, 3, size, size) and 0 <= samples.min() and samples.max() <= 1
     assert len(fractions) == 2 and all(0.0 <= f <= 1.0 for f in fractions.values())
+
+
+@pytest.mark.parametrize("spacing, first", [(None, 500), ("trailing", 999)])
+def test_bar_sampler_follows_the_prior_timestep_spacing(spacing, first, monkeypatch):
+    """A prior's folder may name its sampler's spacing; 2 steps over T = 1000 start at t = 500 (leading) or 999."""
+    prior = DiffusionModel(model="tiny:pixel", precision="fp32").load()
+    if spacing is not None:
+        prior.scheduler_config["timestep_spacing"] = spacing
+    else:
+        prior.scheduler_config.pop("timestep_spacing", None)
+    made = []
+    real = ddpm.sampling.make_scheduler
+    monkeypatch.setattr(ddpm.sampling, "make_scheduler", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    diffusion_prompt_retrieval(prior, tiny_models.tiny_clip(), n=1, steps=2, pairs=list(HELDOUT_PROMPT_PAIRS[:1]))
+    (scheduler,) = made
+    assert scheduler.config.timestep_spacing == (spacing or "leading")
+    assert int(scheduler.timesteps[0]) == first
