@@ -11,15 +11,25 @@ from shapeworld.captions import HELDOUT_PROMPT_PAIRS
 from shapeworld.metrics import diffusion_prompt_retrieval
 
 
+@pytest.fixture
+def made(monkeypatch) -> list:
+    """Records ``(args, kwargs, scheduler)`` of every ``ddpm.sampling.make_scheduler`` call."""
+    calls, real = [], ddpm.sampling.make_scheduler
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs, real(*args, **kwargs)))
+        return calls[-1][2]
+
+    monkeypatch.setattr(ddpm.sampling, "make_scheduler", recording)
+    return calls
+
+
 @pytest.mark.parametrize("name, schedule, latent", [("tiny:pixel", "linear", False), ("tiny:sd", "scaled_linear", True)])
-def test_bar_sampler_uses_the_prior_schedule_and_decodes_latents(name, schedule, latent, monkeypatch):
+def test_bar_sampler_uses_the_prior_schedule_and_decodes_latents(name, schedule, latent, made):
     prior = DiffusionModel(model=name, precision="fp32").load()
-    made = []
-    real = ddpm.sampling.make_scheduler
-    monkeypatch.setattr(ddpm.sampling, "make_scheduler", lambda *a, **k: made.append((a, k)) or real(*a, **k))
     pairs = list(HELDOUT_PROMPT_PAIRS[:2])
     fractions, samples = diffusion_prompt_retrieval(prior, tiny_models.tiny_clip(), n=2, steps=2, pairs=pairs)
-    (args, kwargs), = made
+    (args, kwargs, _), = made
     assert args[4] == schedule and kwargs["clip_sample"] is not latent
     assert args[2:4] == (prior.scheduler_config["beta_start"], prior.scheduler_config["beta_end"])
     f = 2 ** (len(prior.vae.config.block_out_channels) - 1) if latent else 1  # the VAE's downsampling factor
@@ -29,17 +39,14 @@ def test_bar_sampler_uses_the_prior_schedule_and_decodes_latents(name, schedule,
 
 
 @pytest.mark.parametrize("spacing, first", [(None, 500), ("trailing", 999)])
-def test_bar_sampler_follows_the_prior_timestep_spacing(spacing, first, monkeypatch):
+def test_bar_sampler_follows_the_prior_timestep_spacing(spacing, first, made):
     """A prior's folder may name its sampler's spacing; 2 steps over T = 1000 start at t = 500 (leading) or 999."""
     prior = DiffusionModel(model="tiny:pixel", precision="fp32").load()
     if spacing is not None:
         prior.scheduler_config["timestep_spacing"] = spacing
     else:
         prior.scheduler_config.pop("timestep_spacing", None)
-    made = []
-    real = ddpm.sampling.make_scheduler
-    monkeypatch.setattr(ddpm.sampling, "make_scheduler", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     diffusion_prompt_retrieval(prior, tiny_models.tiny_clip(), n=1, steps=2, pairs=list(HELDOUT_PROMPT_PAIRS[:1]))
-    (scheduler,) = made
+    (_, _, scheduler), = made
     assert scheduler.config.timestep_spacing == (spacing or "leading")
     assert int(scheduler.timesteps[0]) == first
