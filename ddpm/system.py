@@ -12,6 +12,9 @@ guidance (thesis eq. 6.3). Sampling: ancestral or DDIM through diffusers schedul
 With ``autoencoder`` (a diffusers ``AutoencoderKL`` folder, e.g. from :mod:`ddpm.autoencoder`) the model is a
 *latent* diffusion model (Rombach et al. 2022, eq. 2): the same loss on ``z = scaling_factor·E(x)``, a posterior
 sample of the frozen encoder, no x̂_0 clipping (latents are not bounded), and samples decoded by D.
+With ``snr_gamma`` = γ the training loss is min-SNR-γ weighted (Hang et al., ICCV 2023, eq. 5–6): each sample's
+ε-MSE times ``min(SNR(t), γ) / SNR(t)`` (v-MSE times ``min(SNR(t), γ) / (SNR(t) + 1)``, the same weight on the
+ε-MSE), SNR(t) = ᾱ_t / (1 − ᾱ_t); it lowers the weight of the low-noise steps. The validation loss stays unweighted.
 Validation logs the held-out ε-MSE, a grid of samples (PNG in ``<run>/samples/``, W&B image when the
 logger is W&B) and FID when Inception weights are present (:mod:`ddpm.fid`).
 """
@@ -113,6 +116,8 @@ class DDPMSystem(LightningModule):
         autoencoder: latent diffusion: a frozen diffusers ``AutoencoderKL`` folder (or a folder holding ``vae/``); the
             UNet's ``in_channels``/``out_channels`` must equal its ``latent_channels`` and its ``sample_size`` the image
             size over the downsampling factor. None: pixel space.
+        snr_gamma: min-SNR-γ loss weighting (Hang et al. 2023; γ = 5 in that paper); None: DDPM's unweighted
+            L_simple (w = 1).
         init_weights: fine-tune: start the UNet (and its EMA) from a diffusers UNet folder or a pipeline folder
             holding ``unet/`` (e.g. ``shapeworld/weights/shapeworld_diffusion``) instead of from scratch. Layers the
             folder lacks keep their initialisation (:func:`load_unet_weights`); a checkpoint resumed with
@@ -149,8 +154,11 @@ class DDPMSystem(LightningModule):
         export_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
         init_weights: Optional[str] = None,
         autoencoder: Optional[str] = None,
+        snr_gamma: Optional[float] = None,
     ) -> None:
         super().__init__()
+        if snr_gamma is not None and not snr_gamma > 0:
+            raise ValueError(f"snr_gamma must be > 0 (Hang et al. 2023 use 5) or null for no weighting, got {snr_gamma}")
         if lr_decay not in ("constant", "cosine") or not 0.0 <= lr_final_ratio <= 1.0:
             raise ValueError(f"lr_decay must be 'constant' or 'cosine' and lr_final_ratio in [0, 1], "
                              f"got {lr_decay!r} and {lr_final_ratio}")
@@ -228,8 +236,10 @@ class DDPMSystem(LightningModule):
         return self._null.expand(batch, -1, -1)
 
     # ------------------------------------------------------------------ training
-    def diffusion_loss(self, x0: Tensor, context: Optional[Tensor], generator: Optional[torch.Generator] = None) -> Tensor:
-        """ε-MSE of thesis eq. 6.1 (w = 1) on a batch ``x0`` ``[B, C, H, W]`` in [−1, 1] (v-MSE for v-prediction)."""
+    def diffusion_loss(self, x0: Tensor, context: Optional[Tensor], generator: Optional[torch.Generator] = None,
+                       weighted: bool = True) -> Tensor:
+        """ε-MSE of thesis eq. 6.1 on a batch ``x0`` ``[B, C, H, W]`` in [−1, 1] (v-MSE for v-prediction): w = 1, or
+        min-SNR-γ (:meth:`loss_weight`) when ``snr_gamma`` is set and ``weighted``."""
         B = x0.shape[0]
         T = self.scheduler.config.num_train_timesteps
         # t uniform in {1..T} (diffusers indexes it 0..T−1); ε ~ N(0, I)
@@ -238,8 +248,21 @@ class DDPMSystem(LightningModule):
         x_t = self.scheduler.add_noise(x0, eps, t)  # sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε (DDPM eq. 4)
         out = self.unet(x_t, t, encoder_hidden_states=context).sample if context is not None else self.unet(x_t, t).sample
         if self.hparams.prediction_type == "v_prediction":
-            return F.mse_loss(out, self.scheduler.get_velocity(x0, eps, t))  # v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0
-        return F.mse_loss(out, eps)  # mean over pixels and batch
+            target = self.scheduler.get_velocity(x0, eps, t)  # v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0
+        else:
+            target = eps
+        if not weighted or self.hparams.snr_gamma is None:
+            return F.mse_loss(out, target)  # mean over pixels and batch
+        per_sample = F.mse_loss(out, target, reduction="none").flatten(1).mean(1)  # [B]
+        return (self.loss_weight(t).to(per_sample) * per_sample).mean()
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """Min-SNR-γ weight of timesteps ``t`` ``[B]`` (Hang et al. 2023, eq. 5–6): ``min(SNR, γ)/SNR`` on the ε-MSE,
+        ``min(SNR, γ)/(SNR + 1)`` on the v-MSE (the same weight on the ε-MSE, since v-MSE = ε-MSE·(SNR + 1)/SNR)."""
+        abar = self.scheduler.alphas_cumprod.to(t.device)[t].double()
+        snr = abar / (1.0 - abar)
+        clipped = snr.clamp(max=self.hparams.snr_gamma)
+        return (clipped / (snr + 1.0) if self.hparams.prediction_type == "v_prediction" else clipped / snr).float()
 
     def _images(self, batch) -> Tensor:
         x = batch[self.hparams.image_key] if isinstance(batch, dict) else batch[0]
@@ -268,7 +291,7 @@ class DDPMSystem(LightningModule):
         x0 = self._images(batch)
         context = self.encode(batch[self.hparams.caption_key]) if self.conditional else None
         g = torch.Generator().manual_seed(batch_idx)  # same z, t and ε every validation
-        loss = self.diffusion_loss(self.to_model_space(x0, g), context, g)
+        loss = self.diffusion_loss(self.to_model_space(x0, g), context, g, weighted=False)  # comparable across weightings
         self.log(f"val/{self._loss_name}", loss, prog_bar=True, sync_dist=True, batch_size=x0.shape[0])
         if self.conditional and len(self._val_prompts) < self.hparams.val_samples:
             self._val_prompts += list(batch[self.hparams.caption_key])

@@ -123,6 +123,36 @@ def test_v_prediction_loss_target_is_the_velocity():
     assert eps_loss.item() == pytest.approx((eps**2).mean().item(), rel=1e-5) and abs(eps_loss.item() - loss.item()) > 1e-3
 
 
+def test_min_snr_weighted_loss_matches_the_closed_form():
+    """Min-SNR-γ (Hang et al. 2023): with a zero-output UNet the ε-loss is mean_b w_b·mean(ε_b²) with
+    w = min(SNR, γ)/SNR, recomputed by hand from the same t and ε; the v-weight min(SNR, γ)/(SNR + 1) puts the same
+    weight on the ε-MSE (v-MSE = ε-MSE·(SNR + 1)/SNR); validation's unweighted loss is the plain mean."""
+    unet = tiny_unet()
+    for p in unet.parameters():
+        p.data.zero_()
+    system = DDPMSystem(unet, ema_decay=None, snr_gamma=5.0)
+    x0 = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    loss = system.diffusion_loss(x0, None, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 1000, (6,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    ab = make_scheduler().alphas_cumprod.double()[t]
+    snr = ab / (1 - ab)
+    w = torch.minimum(snr, torch.full_like(snr, 5.0)) / snr
+    assert (w < 1).any() and (w == 1).any()  # both regimes occur in this batch
+    expected = (w * (eps.double() ** 2).flatten(1).mean(1)).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    plain = system.diffusion_loss(x0, None, torch.Generator().manual_seed(0), weighted=False)
+    assert plain.item() == pytest.approx((eps**2).mean().item(), rel=1e-5) and abs(plain.item() - loss.item()) > 1e-3
+    v_system = DDPMSystem(unet, ema_decay=None, snr_gamma=5.0, prediction_type="v_prediction")
+    assert torch.allclose(v_system.loss_weight(t).double() * (snr + 1) / snr, w.float().double(), rtol=1e-5)
+
+
+def test_min_snr_gamma_must_be_positive():
+    with pytest.raises(ValueError, match="snr_gamma"):
+        DDPMSystem(tiny_unet(), ema_decay=None, snr_gamma=0.0)
+
+
 @pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
 def test_v_prediction_sampler_matches_the_equivalent_epsilon_model(sampler, eta):
     """A v-network built from an ε-network (v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x̂0, x̂0 = (x − sqrt(1 − ᾱ)·ε)/sqrt(ᾱ))
