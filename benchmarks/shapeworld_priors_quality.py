@@ -5,7 +5,7 @@
   held-out caption template, on random backgrounds, and at the diffusion prior's 32 px (the renders
   downsampled: the ceiling of the diffusion bar, per kind);
 * diffusion prior: for each of the 10 held-out prompts, the fraction of 16 DDIM samples (30 steps,
-  η = 1, guidance scale 3) that the held-out CLIP retrieves as their own prompt (bar ≥ 80 % for every prompt).
+  η = 1, the guidance scale the prior's folder names in ``sampler.json``, else 3) that the held-out CLIP retrieves as their own prompt (bar ≥ 80 % for every prompt).
   ``--colour-shift K`` samples validation prompts instead (the same kinds, other colours): the sampler
   settings are chosen on those, not on the bar's prompts.
 
@@ -30,8 +30,8 @@ import torch.nn.functional as F  # noqa: E402
 from common.priors.clip import CLIPModel  # noqa: E402
 from common.priors.diffusion import DiffusionModel  # noqa: E402
 from shapeworld.captions import COLOUR_NAMES, HELDOUT_TEMPLATES, KINDS, colour_shifted_pairs  # noqa: E402
-from shapeworld.metrics import (BAR_DDIM_STEPS, caption_retrieval, diffusion_prompt_retrieval,  # noqa: E402
-                                heldout_retrieval_set, prompt_retrieval)
+from shapeworld.metrics import (BAR_DDIM_STEPS, DEFAULT_BAR_GUIDANCE_SCALE, caption_retrieval,  # noqa: E402
+                                diffusion_prompt_retrieval, heldout_retrieval_set, prompt_retrieval)
 from shapeworld.priors import DIFFUSION_DIR, clip_paths, shapeworld_clip  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def clip_bars(clips: dict, n_objects: int, views: int) -> dict:
     return out
 
 
-def diffusion_bar(prior: DiffusionModel, clip: CLIPModel, n: int, steps: int, scale: float, eta: float,
+def diffusion_bar(prior: DiffusionModel, clip: CLIPModel, n: int, steps: int, scale: float | None, eta: float,
                   grid: str | None, seed: int = 0, colour_shift: int = 0) -> dict:
     per_prompt, samples = diffusion_prompt_retrieval(prior, clip, n, steps, scale, seed=seed, eta=eta,
                                                      pairs=colour_shifted_pairs(colour_shift))
@@ -75,7 +75,9 @@ def main() -> None:
     p.add_argument("--views", type=int, default=2)
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--steps", type=int, default=BAR_DDIM_STEPS, help=f"DDIM steps (the bar's: {BAR_DDIM_STEPS})")
-    p.add_argument("--scale", type=float, default=3.0)
+    p.add_argument("--scale", type=float, default=None,
+                   help="guidance scale (default: the prior folder's sampler.json, else "
+                        f"{DEFAULT_BAR_GUIDANCE_SCALE})")
     p.add_argument("--eta", type=float, default=1.0, help="DDIM eta (1: stochastic, the bar's sampler; 0: deterministic)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (the bar's: 0)")
     p.add_argument("--colour-shift", type=int, default=0,

@@ -16,7 +16,7 @@ Training writes the folder at its end (``export_pipeline: true``); any checkpoin
 import gzip
 import json
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -88,11 +88,14 @@ def open_clip_text_to_transformers(clip_model: nn.Module):
     return hf.eval()
 
 
-def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype: str = "float32") -> Path:
+def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype: str = "float32",
+                    guidance_scale: Optional[float] = None) -> Path:
     """Write ``system`` (a :class:`~ddpm.system.DDPMSystem`) as a diffusers pipeline folder at ``path``.
 
     ``dtype="float16"`` halves the files (the shipped shapeworld prior: under 20 MB); loaders cast the
-    weights to their compute dtype (``common.priors.base.FrozenPrior._place``).
+    weights to their compute dtype (``common.priors.base.FrozenPrior._place``). ``guidance_scale`` writes
+    ``sampler.json`` naming the scale chosen for these weights (read back as ``DiffusionModel.sampler_config``;
+    the shapeworld diffusion bar samples with it).
     """
     import copy
 
@@ -119,11 +122,15 @@ def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype:
         save_open_clip_tokenizer(path / "tokenizer", int(enc.clip.model.positional_embedding.shape[0]))
         index.update({"text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]})
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    if guidance_scale is not None:
+        if not guidance_scale > 0:
+            raise ValueError(f"guidance_scale must be > 0, got {guidance_scale}")
+        (path / "sampler.json").write_text(json.dumps({"guidance_scale": float(guidance_scale)}, indent=2))
     return path
 
 
 def export_checkpoint(config: Union[str, Path], ckpt: Union[str, Path], out: Union[str, Path], use_ema: bool = True,
-                      dtype: str = "float32") -> Path:
+                      dtype: str = "float32", guidance_scale: Optional[float] = None) -> Path:
     """Rebuild the run's :class:`~ddpm.system.DDPMSystem` from its saved ``config.yaml``, load ``ckpt`` and export it."""
     from common.cli import SuiteCLI
 
@@ -146,7 +153,7 @@ def export_checkpoint(config: Union[str, Path], ckpt: Union[str, Path], out: Uni
     ours = [k for k in missing if k.startswith(("unet.", "ema."))]
     if ours or unexpected:
         raise ValueError(f"{ckpt} does not match the model of {config}: missing {ours[:5]}, unexpected {unexpected[:5]}")
-    return export_pipeline(system.eval(), out, use_ema=use_ema, dtype=dtype)
+    return export_pipeline(system.eval(), out, use_ema=use_ema, dtype=dtype, guidance_scale=guidance_scale)
 
 
 def main(argv=None) -> None:
@@ -158,8 +165,11 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True, help="the pipeline folder to write")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--guidance-scale", type=float, default=None,
+                    help="write sampler.json naming this guidance scale (the one chosen for these weights)")
     args = ap.parse_args(argv)
-    print(export_checkpoint(args.config, args.ckpt, args.out, use_ema=not args.raw, dtype=args.dtype))
+    print(export_checkpoint(args.config, args.ckpt, args.out, use_ema=not args.raw, dtype=args.dtype,
+                            guidance_scale=args.guidance_scale))
 
 
 if __name__ == "__main__":

@@ -55,13 +55,16 @@ def heldout_retrieval_set(n_objects: int = 250, views: int = 2, backgrounds: Seq
     return torch.stack([it["image"] for it in items]), torch.tensor([it["pair"] for it in items])
 
 
-#: DDIM steps of the diffusion bar's sampler (η = 1, s = 3), chosen on validation prompts (see
+#: DDIM steps of the diffusion bar's sampler (η = 1), chosen on validation prompts (see
 #: :func:`diffusion_prompt_retrieval`)
 BAR_DDIM_STEPS = 30
+#: the bar's guidance scale for a prior whose folder names none (its ``sampler.json``)
+DEFAULT_BAR_GUIDANCE_SCALE = 3.0
 
 
 @torch.no_grad()
-def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int = BAR_DDIM_STEPS, guidance_scale: float = 3.0,
+def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int = BAR_DDIM_STEPS,
+                               guidance_scale: Optional[float] = None,
                                seed: int = 0, eta: float = 1.0, pairs: Optional[Sequence[tuple[str, str]]] = None
                                ) -> tuple[dict[str, float], Tensor]:
     """The diffusion-prior bar: ``n`` DDIM samples of each held-out prompt, retrieved by ``clip``.
@@ -71,6 +74,9 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
             samples are decoded by its VAE before retrieval, and their x̂₀ is not clipped). Sampled on its own
             training schedule, with the timestep spacing its scheduler config names (``leading`` if none).
         clip: the retrieval CLIP (the held-out one for the bar).
+        guidance_scale: classifier-free guidance scale; ``None``: the one the prior's folder names
+            (``sampler.json``, chosen per prior on validation prompts: a better-trained prior is over-guided at
+            a scale that suits a weaker one, shapeworld/README.md), else :data:`DEFAULT_BAR_GUIDANCE_SCALE`.
         steps: DDIM steps. 30, chosen on colour-shifted validation prompts (not the bar's own): with
             η = 1 the shipped prior's samples get worse with more, smaller steps (0.90 validation mean
             at 30 steps, 0.81 at 50, 0.31 on the four weakest bar prompts at 200; shapeworld/README.md).
@@ -97,6 +103,8 @@ def diffusion_prompt_retrieval(prior, clip: CLIPModel, n: int = 16, steps: int =
                                clip_sample=not prior.is_latent,  # latents are not bounded: no x̂₀ clipping
                                timestep_spacing=cfg.get("timestep_spacing", "leading"))  # as the prior's folder says
     pairs = HELDOUT_PROMPT_PAIRS if pairs is None else pairs
+    if guidance_scale is None:
+        guidance_scale = float(prior.sampler_config.get("guidance_scale", DEFAULT_BAR_GUIDANCE_SCALE))
     for prompt, (kind, colour) in zip(heldout_prompts(pairs=pairs), pairs):
         ctx = prior.text_context([prompt] * n)
         x = sample(prior.unet, scheduler, (n, prior.channels, size, size), steps, ctx.cond, ctx.uncond,

@@ -140,6 +140,7 @@ class DiffusionModel(FrozenPrior):
         self._text_cache: Dict[str, Tensor] = {}
         self.prediction_type = "epsilon"
         self.scheduler_config: dict = {}  # set on load
+        self.sampler_config: dict = {}  # set on load: the folder's optional sampler.json
         self.scaling_factor = 1.0
         self.tokenizer = None
 
@@ -205,6 +206,17 @@ class DiffusionModel(FrozenPrior):
                 self.tokenizer = _cls("tokenizer").from_pretrained(root, subfolder="tokenizer")
         self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
         self.scheduler_config = dict(scheduler.config)  # the training schedule, for samplers built from it
+        # Optional ``sampler.json`` beside model_index.json: the sampler settings a prior's figures were measured
+        # with (e.g. {"guidance_scale": 2.0}); not part of the diffusers layout, so hub snapshots have none.
+        sampler_file = root / "sampler.json"
+        self.sampler_config = {}
+        if sampler_file.is_file():
+            try:
+                self.sampler_config = json.loads(sampler_file.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{sampler_file} is not valid JSON ({e}); fix or delete it") from e
+            if not isinstance(self.sampler_config, dict):
+                raise ValueError(f"{sampler_file} must hold a JSON object such as {{\"guidance_scale\": 2.0}}")
         if "vae" in nets:
             self.scaling_factor = float(nets["vae"].config.get("scaling_factor", 0.18215))
         self._tensors["alpha_bar"] = self._alpha_bar(scheduler)

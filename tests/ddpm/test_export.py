@@ -44,6 +44,19 @@ def test_v_prediction_export_is_read_back_as_v_and_converted_to_epsilon(tmp_path
                           atol=1e-4)
 
 
+def test_export_names_its_guidance_scale_only_when_given(tmp_path):
+    """``guidance_scale`` writes ``sampler.json``, read back as the prior's ``sampler_config``; a scale <= 0 is refused."""
+    enc = CLIPTextConditioner(tiny_models.tiny_clip())
+    system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, ema_decay=None).eval()
+    export_pipeline(system, tmp_path / "plain")
+    export_pipeline(system, tmp_path / "named", guidance_scale=2)
+    assert not (tmp_path / "plain" / "sampler.json").exists()
+    assert DiffusionModel(model=str(tmp_path / "plain")).load().sampler_config == {}
+    assert DiffusionModel(model=str(tmp_path / "named")).load().sampler_config == {"guidance_scale": 2.0}
+    with pytest.raises(ValueError, match="guidance_scale must be > 0"):
+        export_pipeline(system, tmp_path / "bad", guidance_scale=0.0)
+
+
 def test_fp16_export_halves_the_files_and_loads_as_float32(tmp_path):
     enc = CLIPTextConditioner(tiny_models.tiny_clip())
     system = DDPMSystem(tiny_cond_unet(dim=enc.dim), text_encoder=enc, ema_decay=None).eval()

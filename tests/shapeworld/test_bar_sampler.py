@@ -1,6 +1,8 @@
 """The diffusion bar's sampler (``shapeworld.metrics.diffusion_prompt_retrieval``) on tiny pipelines: it samples with
 the prior's own training schedule, and latent priors are sampled without x̂₀ clipping and decoded before retrieval."""
 
+import json
+
 import pytest
 import torch
 
@@ -50,3 +52,48 @@ def test_bar_sampler_follows_the_prior_timestep_spacing(spacing, first, made):
     (_, _, scheduler), = made
     assert scheduler.config.timestep_spacing == (spacing or "leading")
     assert int(scheduler.timesteps[0]) == first
+
+
+@pytest.fixture
+def scales(monkeypatch) -> list:
+    """Records the guidance scale of every ``ddpm.sampling.sample`` call."""
+    calls, real = [], ddpm.sampling.sample
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs["guidance_scale"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ddpm.sampling, "sample", recording)
+    return calls
+
+
+@pytest.mark.parametrize("folder, given, used", [(None, None, 3.0), ({"guidance_scale": 2.0}, None, 2.0),
+                                                 ({"guidance_scale": 2.0}, 4.5, 4.5)])
+def test_bar_sampler_takes_the_guidance_scale_from_the_prior_folder(folder, given, used, scales, tmp_path):
+    """``sampler.json`` in a pipeline folder names the scale its figures were measured with; an explicit one wins."""
+    import shutil
+
+    from common.priors.diffusion import tiny_pipeline_dir
+
+    root = tmp_path / "pipe"
+    shutil.copytree(tiny_pipeline_dir("tiny:pixel"), root)
+    if folder is not None:
+        (root / "sampler.json").write_text(json.dumps(folder))
+    prior = DiffusionModel(model=str(root), precision="fp32").load()
+    assert prior.sampler_config == (folder or {})
+    diffusion_prompt_retrieval(prior, tiny_models.tiny_clip(), n=1, steps=2, guidance_scale=given,
+                               pairs=list(HELDOUT_PROMPT_PAIRS[:2]))
+    assert scales == [used, used]
+
+
+@pytest.mark.parametrize("text, match", [("{guidance", "not valid JSON"), ("[2.0]", "JSON object")])
+def test_a_malformed_sampler_json_is_refused_by_name(text, match, tmp_path):
+    import shutil
+
+    from common.priors.diffusion import tiny_pipeline_dir
+
+    root = tmp_path / "pipe"
+    shutil.copytree(tiny_pipeline_dir("tiny:pixel"), root)
+    (root / "sampler.json").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        DiffusionModel(model=str(root), precision="fp32").load()

@@ -1,7 +1,8 @@
-"""Reduced quality bars on the shipped shapeworld priors (skipped until their weights are shipped).
+"""Quality bars on the shipped shapeworld priors (skipped until their weights are shipped).
 
-Full bars (shapeworld/README.md): each CLIP retrieves the correct kind × colour caption top-1 for
->= 90% of 500 held-out renders. Here: 100 held-out renders (a 50-object subset, 2 views each).
+CLIPs, reduced (full bar, shapeworld/README.md: the correct kind × colour caption top-1 for >= 90% of 500
+held-out renders): here 100 held-out renders (a 50-object subset, 2 views each). The diffusion prior's bar is
+checked in full (16 samples per held-out prompt, the bar's sampler and seed).
 """
 
 import time
@@ -31,25 +32,25 @@ needs_diffusion = pytest.mark.skipif(not HAS_DIFFUSION, reason="shapeworld diffu
 
 @pytest.fixture(scope="module")
 def diffusion_retrieval() -> dict[str, float]:
-    """Reduced bar sampling: 4 DDIM samples (30 steps, η = 1, s = 3: the bar's sampler) per held-out prompt, seed 0."""
-    fractions, _ = diffusion_prompt_retrieval(shapeworld_diffusion(), shapeworld_clip("heldout"), n=4, steps=BAR_DDIM_STEPS,
-                                              guidance_scale=3.0, eta=1.0)
+    """The bar's own sampling, not reduced: 16 DDIM samples (30 steps, η = 1, the guidance scale the shipped folder's
+    sampler.json names: the bar's sampler) per held-out prompt, seed 0, as `benchmarks/shapeworld_priors_quality.py`.
+    (With 4 samples, "≥ 80 %" would mean all 4; 16 samples take about 2 minutes on one thread.)"""
+    fractions, _ = diffusion_prompt_retrieval(shapeworld_diffusion(), shapeworld_clip("heldout"), n=16, steps=BAR_DDIM_STEPS,
+                                              guidance_scale=None, eta=1.0)
     return fractions
 
 
 @needs_diffusion
+@pytest.mark.timeout(600)  # the fixture's 160 samples: about 2 minutes on one thread, more beside other tests
 def test_diffusion_prior_samples_are_mostly_recognised(diffusion_retrieval):
-    """Regression guard below the bar: over the 40 samples, >= 80% retrieved as their own prompt (the full
-    benchmark measures 0.90 / 0.86 / 0.88 with 16 samples at seeds 0 / 1 / 2; with 50 DDIM steps it was 0.79, with
-    deterministic DDIM 0.32)."""
-    assert sum(diffusion_retrieval.values()) / len(diffusion_retrieval) >= 0.8
+    """Regression guard on the mean: the shipped prior measures 0.91 / 0.91 / 0.90 at seeds 0 / 1 / 2 (the previous
+    one 0.90 / 0.86 / 0.88 at s = 3; with 50 DDIM steps it was 0.79, with deterministic DDIM 0.32)."""
+    assert sum(diffusion_retrieval.values()) / len(diffusion_retrieval) >= 0.85
 
 
 @needs_diffusion
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known: the shipped prior (3,000 CPU steps) recognisably draws every prompt but misses the "
-                          "bar on a few kinds (cone vs. pyramid, cube; shapeworld/README.md); "
-                          "strict: when a retrained prior passes, drop this mark")
+@pytest.mark.timeout(600)
 def test_diffusion_prior_bar(diffusion_retrieval):
-    """The issue's bar, reduced to 4 samples: for every held-out prompt >= 80%, i.e. all 4, retrieved as itself."""
-    assert min(diffusion_retrieval.values()) >= 0.8, diffusion_retrieval
+    """The issue's bar: for every held-out prompt >= 80 % of 16 samples (13 of 16) retrieved as itself. Met at this,
+    the bar's, seed by one sample (worst 13 of 16); not at seeds 1 and 2 (shapeworld/README.md)."""
+    assert min(diffusion_retrieval.values()) >= 0.8 - 1e-6, diffusion_retrieval
