@@ -5,7 +5,8 @@
   held-out caption template, on random backgrounds, and at the diffusion prior's 32 px (the renders
   downsampled: the ceiling of the diffusion bar, per kind);
 * diffusion prior: for each of the 10 held-out prompts, the fraction of 16 DDIM samples (30 steps,
-  η = 1, the guidance scale the prior's folder names in ``sampler.json``, else 3) that the held-out CLIP retrieves as their own prompt (bar ≥ 80 % for every prompt).
+  η = 1, the guidance scale the prior's folder names in ``sampler.json``, else 3) that the held-out CLIP
+  retrieves as their own prompt (bar ≥ 80 % for every prompt).
   ``--colour-shift K`` samples validation prompts instead (the same kinds, other colours): the sampler
   settings are chosen on those, not on the bar's prompts.
 

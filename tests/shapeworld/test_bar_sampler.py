@@ -2,12 +2,14 @@
 the prior's own training schedule, and latent priors are sampled without x̂₀ clipping and decoded before retrieval."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import ddpm.sampling
-from common.priors.diffusion import DiffusionModel
+from common.priors.diffusion import DiffusionModel, tiny_pipeline_dir
 from common.testing import tiny_models
 from shapeworld.captions import HELDOUT_PROMPT_PAIRS
 from shapeworld.metrics import diffusion_prompt_retrieval
@@ -67,19 +69,21 @@ def scales(monkeypatch) -> list:
     return calls
 
 
-@pytest.mark.parametrize("folder, given, used", [(None, None, 3.0), ({"guidance_scale": 2.0}, None, 2.0),
-                                                 ({"guidance_scale": 2.0}, 4.5, 4.5)])
-def test_bar_sampler_takes_the_guidance_scale_from_the_prior_folder(folder, given, used, scales, tmp_path):
-    """``sampler.json`` in a pipeline folder names the scale its figures were measured with; an explicit one wins."""
-    import shutil
-
-    from common.priors.diffusion import tiny_pipeline_dir
-
+@pytest.fixture
+def pipe(tmp_path) -> Path:
+    """A writable copy of the tiny pixel pipeline folder."""
     root = tmp_path / "pipe"
     shutil.copytree(tiny_pipeline_dir("tiny:pixel"), root)
+    return root
+
+
+@pytest.mark.parametrize("folder, given, used", [(None, None, 3.0), ({"guidance_scale": 2.0}, None, 2.0),
+                                                 ({"guidance_scale": 2.0}, 4.5, 4.5)])
+def test_bar_sampler_takes_the_guidance_scale_from_the_prior_folder(folder, given, used, scales, pipe):
+    """``sampler.json`` in a pipeline folder names the scale its figures were measured with; an explicit one wins."""
     if folder is not None:
-        (root / "sampler.json").write_text(json.dumps(folder))
-    prior = DiffusionModel(model=str(root), precision="fp32").load()
+        (pipe / "sampler.json").write_text(json.dumps(folder))
+    prior = DiffusionModel(model=str(pipe), precision="fp32").load()
     assert prior.sampler_config == (folder or {})
     diffusion_prompt_retrieval(prior, tiny_models.tiny_clip(), n=1, steps=2, guidance_scale=given,
                                pairs=list(HELDOUT_PROMPT_PAIRS[:2]))
@@ -87,13 +91,7 @@ def test_bar_sampler_takes_the_guidance_scale_from_the_prior_folder(folder, give
 
 
 @pytest.mark.parametrize("text, match", [("{guidance", "not valid JSON"), ("[2.0]", "JSON object")])
-def test_a_malformed_sampler_json_is_refused_by_name(text, match, tmp_path):
-    import shutil
-
-    from common.priors.diffusion import tiny_pipeline_dir
-
-    root = tmp_path / "pipe"
-    shutil.copytree(tiny_pipeline_dir("tiny:pixel"), root)
-    (root / "sampler.json").write_text(text)
+def test_a_malformed_sampler_json_is_refused_by_name(text, match, pipe):
+    (pipe / "sampler.json").write_text(text)
     with pytest.raises(ValueError, match=match):
-        DiffusionModel(model=str(root), precision="fp32").load()
+        DiffusionModel(model=str(pipe), precision="fp32").load()

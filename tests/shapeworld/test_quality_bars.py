@@ -53,4 +53,4 @@ def test_diffusion_prior_samples_are_mostly_recognised(diffusion_retrieval):
 def test_diffusion_prior_bar(diffusion_retrieval):
     """The issue's bar: for every held-out prompt >= 80 % of 16 samples (13 of 16) retrieved as itself. Met at this,
     the bar's, seed by one sample (worst 13 of 16); not at seeds 1 and 2 (shapeworld/README.md)."""
-    assert min(diffusion_retrieval.values()) >= 0.8 - 1e-6, diffusion_retrieval
+    assert min(diffusion_retrieval.values()) >= 0.8, diffusion_retrieval
