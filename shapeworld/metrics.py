@@ -6,7 +6,8 @@
   (:func:`prompt_retrieval`); bar ≥ 80 % of 16 samples for each of 10 held-out prompts.
 """
 
-from typing import Optional, Sequence
+import math
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -53,6 +54,21 @@ def heldout_retrieval_set(n_objects: int = 250, views: int = 2, backgrounds: Seq
     ds = ImageCaptionDataset(specs, renders, tuple(backgrounds), deterministic=True, seed=1)
     items = [ds[i] for i in range(len(ds))]
     return torch.stack([it["image"] for it in items]), torch.tensor([it["pair"] for it in items])
+
+
+def bar_pass_probability(fractions: Mapping[str, float] | Sequence[float], n: int = 16, threshold: float = 0.8) -> float:
+    """Chance that a sampler passes the diffusion bar in one draw of ``n`` samples per prompt.
+
+    A prompt whose samples are each retrieved with probability ``p`` (``fractions``, e.g. measured on many real
+    renders) passes when at least ``⌈threshold·n⌉`` of its ``n`` independent samples are, i.e. with probability
+    ``P(Binomial(n, p) ≥ ⌈threshold·n⌉)``; the bar needs every prompt to pass, so the product over prompts.
+    With ``n = 16`` and ``threshold = 0.8``: 13 of 16 (``p = 0.9`` passes 93 % of draws, ``p = 0.8`` 60 %).
+    """
+    ps = list(fractions.values()) if isinstance(fractions, Mapping) else list(fractions)
+    if not ps or any(not 0.0 <= p <= 1.0 for p in ps) or n < 1:
+        raise ValueError(f"need n ≥ 1 and one or more fractions in [0, 1], got n={n}, {ps}")
+    k_min = math.ceil(threshold * n - 1e-9)  # 0.8·16 = 12.8 → 13
+    return math.prod(sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(k_min, n + 1)) for p in ps)
 
 
 #: DDIM steps of the diffusion bar's sampler (η = 1), chosen on validation prompts (see

@@ -95,3 +95,27 @@ def test_a_malformed_sampler_json_is_refused_by_name(text, match, pipe):
     (pipe / "sampler.json").write_text(text)
     with pytest.raises(ValueError, match=match):
         DiffusionModel(model=str(pipe), precision="fp32").load()
+
+
+def test_bar_pass_probability_is_the_binomial_tail_product():
+    from scipy.stats import binom
+
+    from shapeworld.metrics import bar_pass_probability
+
+    ps = [0.9, 0.75, 1.0, 0.5]
+    # ≥ 80 % of 16 means 13 of 16: P(X ≥ 13) = sf(12); four prompts must all pass
+    expected = float(binom.sf(12, 16, 0.9) * binom.sf(12, 16, 0.75) * binom.sf(12, 16, 0.5))
+    assert bar_pass_probability(ps) == pytest.approx(expected, rel=1e-12)
+    assert bar_pass_probability({"a": 0.9}) == pytest.approx(0.9316, abs=1e-4)
+    # a threshold that lands on a whole count (0.75·16 = 12) needs exactly that many, not one more
+    assert bar_pass_probability([0.7], threshold=0.75) == pytest.approx(float(binom.sf(11, 16, 0.7)), rel=1e-12)
+    assert bar_pass_probability([0.7], n=64) == pytest.approx(float(binom.sf(51, 64, 0.7)), rel=1e-12)
+    assert bar_pass_probability([1.0] * 10) == 1.0 and bar_pass_probability([0.0]) == 0.0
+
+
+@pytest.mark.parametrize("bad, n", [([], 16), ([1.2], 16), ([0.5], 0)])
+def test_bar_pass_probability_refuses_bad_input(bad, n):
+    from shapeworld.metrics import bar_pass_probability
+
+    with pytest.raises(ValueError, match="fractions in"):
+        bar_pass_probability(bad, n=n)
