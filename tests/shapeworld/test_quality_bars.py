@@ -43,14 +43,16 @@ def diffusion_retrieval() -> dict[str, float]:
 @needs_diffusion
 @pytest.mark.timeout(600)  # the fixture's 160 samples: about 2 minutes on one thread, more beside other tests
 def test_diffusion_prior_samples_are_mostly_recognised(diffusion_retrieval):
-    """Regression guard on the mean: the shipped prior measures 0.91 / 0.91 / 0.90 at seeds 0 / 1 / 2 (the previous
-    one 0.90 / 0.86 / 0.88 at s = 3; with 50 DDIM steps it was 0.79, with deterministic DDIM 0.32)."""
-    assert sum(diffusion_retrieval.values()) / len(diffusion_retrieval) >= 0.85
+    """Regression guard on the mean: the shipped prior measures 0.97 / 0.95 / 0.97 / 0.93 at seeds 0-3 (the second
+    weights 0.91 / 0.91 / 0.90 at s = 2, the first 0.90 / 0.86 / 0.88 at s = 3; with 50 DDIM steps the first was 0.79,
+    with deterministic DDIM 0.32)."""
+    assert sum(diffusion_retrieval.values()) / len(diffusion_retrieval) >= 0.9
 
 
 @needs_diffusion
 @pytest.mark.timeout(600)
 def test_diffusion_prior_bar(diffusion_retrieval):
     """The issue's bar: for every held-out prompt >= 80 % of 16 samples (13 of 16) retrieved as itself. Met at this,
-    the bar's, seed by one sample (worst 13 of 16); not at seeds 1 and 2 (shapeworld/README.md)."""
+    the bar's, seed with two samples to spare (worst 14 of 16), and at seed 2; not at seeds 1 and 3 (a perfect prior
+    would pass 74 % of such draws: "The bar's ceiling", shapeworld/README.md)."""
     assert min(diffusion_retrieval.values()) >= 0.8, diffusion_retrieval
