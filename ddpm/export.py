@@ -101,6 +101,8 @@ def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype:
 
     if dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"export dtype must be float32, float16 or bfloat16, got {dtype!r}")
+    if guidance_scale is not None and not guidance_scale > 0:  # refused before anything is written
+        raise ValueError(f"guidance_scale must be > 0, got {guidance_scale}")
     torch_dtype = getattr(torch, dtype)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -123,8 +125,6 @@ def export_pipeline(system, path: Union[str, Path], use_ema: bool = True, dtype:
         index.update({"text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]})
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
     if guidance_scale is not None:
-        if not guidance_scale > 0:
-            raise ValueError(f"guidance_scale must be > 0, got {guidance_scale}")
         (path / "sampler.json").write_text(json.dumps({"guidance_scale": float(guidance_scale)}, indent=2))
     return path
 

@@ -55,6 +55,7 @@ def test_export_names_its_guidance_scale_only_when_given(tmp_path):
     assert DiffusionModel(model=str(tmp_path / "named")).load().sampler_config == {"guidance_scale": 2.0}
     with pytest.raises(ValueError, match="guidance_scale must be > 0"):
         export_pipeline(system, tmp_path / "bad", guidance_scale=0.0)
+    assert not (tmp_path / "bad").exists()  # refused before a half-written folder is left behind
 
 
 def test_fp16_export_halves_the_files_and_loads_as_float32(tmp_path):
